@@ -1,0 +1,71 @@
+"""Generated two-class datasets (moons, circles, xor, spiral, blobs), X (2, m), Y (1, m).
+
+Drawn from an explicit Generator: the same seed gives the same dataset.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from app.nn.params import Array
+
+SampleKind = Literal["moons", "circles", "xor", "spiral", "blobs"]
+SAMPLE_KINDS: tuple[SampleKind, ...] = ("moons", "circles", "xor", "spiral", "blobs")
+
+
+def make_samples(
+    kind: SampleKind, n_samples: int, *, noise: float, rng: np.random.Generator
+) -> tuple[Array, Array]:
+    """X (2, n_samples) and Y (1, n_samples) in {0, 1}, classes as balanced as n allows."""
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+    n1 = n_samples // 2
+    n0 = n_samples - n1
+    y = np.concatenate([np.zeros(n0), np.ones(n1)])
+    if kind == "moons":  # two interleaving half circles (scikit-learn's make_moons)
+        t0 = np.linspace(0, np.pi, n0)
+        t1 = np.linspace(0, np.pi, n1)
+        X = np.vstack(
+            [
+                np.concatenate([np.cos(t0), 1 - np.cos(t1)]),
+                np.concatenate([np.sin(t0), 1 - np.sin(t1) - 0.5]),
+            ]
+        )
+    elif kind == "circles":  # a small circle inside a large one
+        t0 = np.linspace(0, 2 * np.pi, n0, endpoint=False)
+        t1 = np.linspace(0, 2 * np.pi, n1, endpoint=False)
+        X = np.vstack(
+            [
+                np.concatenate([np.cos(t0), 0.5 * np.cos(t1)]),
+                np.concatenate([np.sin(t0), 0.5 * np.sin(t1)]),
+            ]
+        )
+    elif kind == "xor":  # the label is the sign of x·y
+        X = rng.uniform(-1, 1, size=(2, n_samples))
+        y = (X[0] * X[1] > 0).astype(np.float64)
+    elif kind == "spiral":  # two interleaved arms
+        t0 = np.sqrt(rng.uniform(0, 1, n0)) * 3 * np.pi
+        t1 = np.sqrt(rng.uniform(0, 1, n1)) * 3 * np.pi
+        X = np.vstack(
+            [
+                np.concatenate([t0 * np.cos(t0), -t1 * np.cos(t1)]),
+                np.concatenate([t0 * np.sin(t0), -t1 * np.sin(t1)]),
+            ]
+        ) / (3 * np.pi)
+    elif kind == "blobs":  # two Gaussian clusters
+        X = np.concatenate(
+            [rng.normal(-1, 0.5, size=(2, n0)), rng.normal(1, 0.5, size=(2, n1))], axis=1
+        )
+    else:
+        raise ValueError(f"kind must be one of {', '.join(SAMPLE_KINDS)}, got {kind!r}")
+    if noise:
+        X = X + rng.normal(0, noise, size=X.shape)
+    order = rng.permutation(n_samples)
+    Y = y[order].reshape(1, -1)
+    if Y.min() == Y.max():  # xor on tiny n can draw one class only
+        Y[0, 0] = 1 - Y[0, 0]
+    return X[:, order], Y
