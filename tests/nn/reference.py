@@ -1,0 +1,110 @@
+"""A textbook implementation of the seed's formulas, written plainly, to test the engine against.
+
+Separate arrays, no buffers, no augmented matrices, no chunking: each line
+is one line of DESIGN §1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+F = NDArray[Any]
+
+
+@dataclass
+class Net:
+    W1: F
+    b1: F
+    W2: F
+    b2: F
+    activation: str = "relu"
+    state: dict[str, F] = field(default_factory=dict)
+
+
+def forward(net: Net, X: F) -> tuple[F, F, F, F]:
+    Z1 = net.W1 @ X + net.b1
+    A1 = np.maximum(Z1, 0) if net.activation == "relu" else np.tanh(Z1)
+    Z2 = net.W2 @ A1 + net.b2
+    A2 = 1 / (1 + np.exp(-Z2))
+    return Z1, A1, Z2, A2
+
+
+def cost(net: Net, X: F, Y: F, l2: float = 0.0) -> float:
+    m = X.shape[1]
+    _, _, _, A2 = forward(net, X)
+    J = float(-(Y * np.log(A2) + (1 - Y) * np.log(1 - A2)).sum() / m)
+    return float(J + l2 / (2 * m) * float((net.W1**2).sum() + (net.W2**2).sum()))
+
+
+def gradients(net: Net, X: F, Y: F, l2: float = 0.0) -> dict[str, F]:
+    m = X.shape[1]
+    Z1, A1, _, A2 = forward(net, X)
+    dZ2 = A2 - Y
+    dW2 = (1 / m) * dZ2 @ A1.T + (l2 / m) * net.W2
+    db2 = (1 / m) * dZ2.sum(axis=1, keepdims=True)
+    dA1 = net.W2.T @ dZ2
+    dZ1 = dA1 * (Z1 > 0) if net.activation == "relu" else dA1 * (1 - A1**2)
+    dW1 = (1 / m) * dZ1 @ X.T + (l2 / m) * net.W1
+    db1 = (1 / m) * dZ1.sum(axis=1, keepdims=True)
+    return {"dW1": dW1, "db1": db1, "dW2": dW2, "db2": db2, "dZ2": dZ2, "dA1": dA1, "dZ1": dZ1}
+
+
+def update(net: Net, grads: dict[str, F], optimizer: str, lr: float, t: int) -> None:
+    """sgd, momentum (course form) or adam (course form), one step; t counts from 1."""
+    for name in ("W1", "b1", "W2", "b2"):
+        theta, d = getattr(net, name), grads["d" + name]
+        if optimizer == "sgd":
+            step = d
+        elif optimizer == "momentum":
+            v = net.state.get("v" + name, np.zeros_like(d))
+            v = 0.9 * v + 0.1 * d
+            net.state["v" + name] = v
+            step = v
+        else:
+            v = net.state.get("v" + name, np.zeros_like(d))
+            s = net.state.get("s" + name, np.zeros_like(d))
+            v = 0.9 * v + 0.1 * d
+            s = 0.999 * s + 0.001 * d**2
+            net.state["v" + name], net.state["s" + name] = v, s
+            step = (v / (1 - 0.9**t)) / (np.sqrt(s / (1 - 0.999**t)) + 1e-8)
+        setattr(net, name, theta - lr * step)
+
+
+def train(
+    X: F,
+    Y: F,
+    *,
+    n_h: int,
+    epochs: int,
+    batch_size: int | None,
+    lr: float,
+    seed: int,
+    optimizer: str = "sgd",
+    l2: float = 0.0,
+    shuffle: bool = True,
+) -> tuple[Net, list[float]]:
+    """Mini-batch gradient descent as DESIGN §1 states it, He initialisation, no
+    validation split and no standardization (so the Generator draws W1, W2,
+    then one permutation per epoch)."""
+    rng = np.random.default_rng(seed)
+    n_x, m = X.shape
+    W1 = rng.standard_normal((n_h, n_x)) * np.sqrt(2 / n_x)
+    W2 = rng.standard_normal((1, n_h)) * np.sqrt(2 / n_h)
+    net = Net(W1, np.zeros((n_h, 1)), W2, np.zeros((1, 1)))
+    B = m if batch_size is None else batch_size
+    costs, t = [], 0
+    for _ in range(epochs):
+        order = rng.permutation(m) if m > B and shuffle else np.arange(m)
+        total = 0.0
+        for start in range(0, m, B):
+            idx = order[start : start + B]
+            Xb, Yb = X[:, idx], Y[:, idx]
+            total += cost(net, Xb, Yb, l2) * Xb.shape[1]
+            t += 1
+            update(net, gradients(net, Xb, Yb, l2), optimizer, lr, t)
+        costs.append(total / m)
+    return net, costs
