@@ -1,0 +1,289 @@
+"""Time one training epoch of twolayer's engine against scikit-learn and PyTorch.
+
+    python bench/engine.py [--configs abcd] [--dtypes float64,float32] [--repeat 3]
+
+Each peer trains the same network (n_x → n_h relu → 1 sigmoid, cross-entropy,
+plain SGD: scikit-learn's MLPClassifier with solver='sgd', momentum=0,
+alpha=0; a PyTorch CPU model with torch.optim.SGD) with the same batch size
+on the same data, in this one process. An epoch's time is the marginal cost
+of an epoch: (t(E₂ epochs) - t(E₁ epochs)) / (E₂ - E₁), best of --repeat,
+so set-up and end-of-fit work (input checks, copies, final metrics) cancel
+out for every peer alike.
+
+GFLOP/s counts the epoch's matrix products, 4·m·n_h·(n_x+1) + 4·m·(n_h+1)
+flops. It is compared with two GEMM rates measured in the same run, right
+after the engine's own measurement of the same config:
+- "GEMM": the epoch's two large products alone, [W1|b1]·[X;1] and
+  dZ1·[X;1]ᵀ, each batch (the whole set for full batch) as one np.matmul —
+  what the epoch would cost if it were nothing but its GEMMs;
+- "square": a 2048² np.matmul, the machine's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.nn import Hyperparameters, Trainer
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    m: int
+    n_x: int
+    n_h: int
+    batch: int | None  # None: full batch
+    epochs: tuple[int, int]  # E1, E2 for the marginal epoch time
+
+
+CONFIGS = {
+    "a": Config("a", 400, 2, 4, None, (200, 2200)),
+    "b": Config("b", 100_000, 30, 32, 256, (1, 4)),
+    "c": Config("c", 200_000, 100, 128, 1024, (1, 4)),
+    "d": Config("d", 200_000, 100, 128, None, (1, 4)),
+}
+LEARNING_RATE = 0.01
+
+
+def make_data(cfg: Config, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (m, n_x) and labels (m,): a nonlinear boundary, both classes present."""
+    rng = np.random.default_rng(42)
+    X = rng.standard_normal((cfg.m, cfg.n_x))
+    y = ((X[:, 0] * X[:, -1] + 0.5 * X[:, 0]) > 0).astype(np.int64)
+    return X.astype(dtype), y
+
+
+def best_time(fn: Callable[[], None], repeat: int) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def marginal_epoch(run: Callable[[int], None], cfg: Config, repeat: int) -> float:
+    e1, e2 = cfg.epochs
+    t1 = best_time(lambda: run(e1), repeat)
+    t2 = best_time(lambda: run(e2), repeat)
+    return max(t2 - t1, 1e-12) / (e2 - e1)
+
+
+def run_twolayer(cfg: Config, X: np.ndarray, y: np.ndarray, dtype: str) -> Callable[[int], None]:
+    XT = X.T  # the engine's layout: (n_x, m)
+    Y = y.reshape(1, -1)
+
+    def run(epochs: int) -> None:
+        hp = Hyperparameters(
+            hidden_units=cfg.n_h,
+            learning_rate=LEARNING_RATE,
+            epochs=epochs,
+            batch_size=cfg.batch,
+            validation_fraction=0.0,
+            standardize=False,
+            dtype=dtype,  # type: ignore[arg-type]
+            seed=0,
+        )
+        Trainer(XT, Y, hp).run()
+
+    return run
+
+
+def run_sklearn(cfg: Config, X: np.ndarray, y: np.ndarray) -> Callable[[int], None]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    def run(epochs: int) -> None:
+        clf = MLPClassifier(
+            hidden_layer_sizes=(cfg.n_h,),
+            activation="relu",
+            solver="sgd",
+            momentum=0.0,
+            nesterovs_momentum=False,
+            alpha=0.0,
+            batch_size=cfg.batch or cfg.m,
+            learning_rate_init=LEARNING_RATE,
+            max_iter=epochs,
+            n_iter_no_change=10**9,
+            tol=0.0,
+            shuffle=True,
+            random_state=0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X, y)
+
+    return run
+
+
+def run_torch(cfg: Config, X: np.ndarray, y: np.ndarray) -> Callable[[int], None]:
+    import torch
+
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y.astype(X.dtype)).reshape(-1, 1)
+    batch = cfg.batch or cfg.m
+
+    def run(epochs: int) -> None:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(cfg.n_x, cfg.n_h), torch.nn.ReLU(), torch.nn.Linear(cfg.n_h, 1)
+        ).to(Xt.dtype)
+        opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE)
+        loss_fn = torch.nn.BCEWithLogitsLoss(reduction="mean")
+        for _ in range(epochs):
+            if batch < cfg.m:  # one permutation per epoch, contiguous batches
+                perm = torch.randperm(cfg.m)
+                Xe, ye = Xt.index_select(0, perm), yt.index_select(0, perm)
+            else:
+                Xe, ye = Xt, yt
+            total = torch.zeros((), dtype=Xt.dtype)
+            for start in range(0, cfg.m, batch):
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(net(Xe[start : start + batch]), ye[start : start + batch])
+                loss.backward()
+                opt.step()
+                total += loss.detach() * min(batch, cfg.m - start)
+            float(total)  # the epoch's cost, as the other two record it
+
+    return run
+
+
+def gemm_rate(dtype: np.dtype, shape: tuple[int, int, int], repeat: int) -> float:
+    """GFLOP/s of np.matmul for (M, K)·(K, N)."""
+    M, K, N = shape
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((M, K)).astype(dtype)
+    B = rng.standard_normal((K, N)).astype(dtype)
+    C = np.empty((M, N), dtype)
+
+    def product() -> None:
+        np.matmul(A, B, out=C)
+
+    product()
+    t = best_time(product, max(repeat, 5))
+    return 2 * M * K * N / t / 1e9
+
+
+def gemm_epoch_rate(cfg: Config, dtype: np.dtype, repeat: int) -> float:
+    """GFLOP/s of the epoch's two large products alone, as plain np.matmul calls."""
+    rng = np.random.default_rng(0)
+    B = cfg.batch or cfg.m
+    XTa = rng.standard_normal((cfg.m, cfg.n_x + 1)).astype(dtype)
+    W = rng.standard_normal((cfg.n_h, cfg.n_x + 1)).astype(dtype)
+    Z = np.empty((cfg.n_h, B), dtype)
+    S = rng.standard_normal((cfg.n_h, B)).astype(dtype)
+    G = np.empty((cfg.n_h, cfg.n_x + 1), dtype)
+
+    def epoch() -> None:
+        for start in range(0, cfg.m, B):
+            b = min(B, cfg.m - start)
+            Xa = XTa[start : start + b].T
+            np.matmul(W, Xa, out=Z[:, :b] if b == B else np.empty((cfg.n_h, b), dtype))
+            np.matmul(S[:, :b], Xa.T, out=G)
+
+    epoch()
+    t = best_time(epoch, repeat)
+    return 4.0 * cfg.m * cfg.n_h * (cfg.n_x + 1) / t / 1e9
+
+
+def epoch_flops(cfg: Config) -> float:
+    return 4.0 * cfg.m * cfg.n_h * (cfg.n_x + 1) + 4.0 * cfg.m * (cfg.n_h + 1)
+
+
+def describe_machine() -> str:
+    lines = [f"python {platform.python_version()}, numpy {np.__version__}"]
+    try:
+        import sklearn
+
+        lines.append(f"scikit-learn {sklearn.__version__}")
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        lines.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            if info.get("user_api") == "blas":
+                lines.append(
+                    f"{info['internal_api']} {info.get('version')} "
+                    f"{info.get('architecture')} ({info['num_threads']} threads)"
+                )
+    except ImportError:
+        pass
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lines.append(f"{cpu}, {os.cpu_count()} cpus")
+    return "; ".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="abcd")
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--peers", default="sklearn,torch")
+    args = parser.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+
+    print(describe_machine())
+    dtypes = [np.dtype(d) for d in args.dtypes.split(",")]
+    header = (
+        "| config | dtype | twolayer ms/epoch | sklearn ms/epoch | torch ms/epoch "
+        "| × sklearn | × torch | GFLOP/s | GEMM GFLOP/s | % of GEMM | % of square |"
+    )
+    print()
+    print(header)
+    print("|" + "---|" * 11)
+    for key in args.configs:
+        cfg = CONFIGS[key]
+        for dt in dtypes:
+            X, y = make_data(cfg, dt)
+            ours = marginal_epoch(run_twolayer(cfg, X, y, dt.name), cfg, args.repeat)
+            gemm = gemm_epoch_rate(cfg, dt, args.repeat)
+            square = gemm_rate(dt, (2048, 2048, 2048), args.repeat)
+            sk = (
+                marginal_epoch(run_sklearn(cfg, X, y), cfg, args.repeat)
+                if "sklearn" in peers
+                else float("nan")
+            )
+            th = (
+                marginal_epoch(run_torch(cfg, X, y), cfg, args.repeat)
+                if "torch" in peers
+                else float("nan")
+            )
+            gflops = epoch_flops(cfg) / ours / 1e9
+            batch = "full" if cfg.batch is None else cfg.batch
+            print(
+                f"| {key} {cfg.m}×{cfg.n_x} n_h {cfg.n_h} batch {batch} | {dt.name} "
+                f"| {ours * 1e3:.3f} | {sk * 1e3:.3f} | {th * 1e3:.3f} "
+                f"| {sk / ours:.2f} | {th / ours:.2f} | {gflops:.1f} | {gemm:.1f} "
+                f"| {100 * gflops / gemm:.0f}% | {100 * gflops / square:.0f}% |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
