@@ -1,0 +1,1 @@
+"""FastAPI routers: HTTP only. Parse, call one service function, return a schema."""

@@ -1,0 +1,59 @@
+"""The `twolayer` command: serve, migrate (worker comes with the celery executor)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.core.logging import configure_logging
+from app.core.settings import get_settings
+
+
+def serve(host: str, port: int) -> None:
+    import uvicorn
+
+    from app.db.migrate import upgrade
+
+    settings = get_settings()
+    if settings.is_sqlite:  # the embedded default migrates itself
+        upgrade(settings.database_url)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def migrate() -> None:
+    from app.db.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    print("database is at the latest migration")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="twolayer", description="two-layer networks as a service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="serve the API")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    commands.add_parser("migrate", help="alembic upgrade head on TWOLAYER_DATABASE_URL")
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        get_settings()
+    except Exception as exc:  # bad settings: fail fast with the reason
+        print(f"twolayer: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        serve(args.host, args.port)
+    elif args.command == "migrate":
+        migrate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Service settings from the environment (prefix TWOLAYER_), validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every setting has a sane default; a bad value stops the process at start."""
+
+    model_config = SettingsConfigDict(env_prefix="TWOLAYER_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///./data/twolayer.db"
+    executor: Literal["local", "celery"] = "local"
+    broker_url: str | None = None
+    local_workers: int = Field(1, ge=1, le=64)
+
+    # request and data limits
+    max_body_bytes: int = Field(64 * MiB, ge=1024)
+    max_upload_bytes: int = Field(64 * MiB, ge=1024)
+    max_samples: int = Field(1_000_000, ge=2)
+    max_features: int = Field(1_000, ge=1)
+    max_csv_rows: int = Field(1_000_000, ge=2)
+    max_csv_columns: int = Field(1_001, ge=2)
+    max_hidden_units: int = Field(4_096, ge=1)
+    max_epochs: int = Field(100_000, ge=1)
+    # samples × features × hidden units × epochs for one run
+    max_work: int = Field(2 * 10**13, ge=1)
+    max_predict_instances: int = Field(100_000, ge=1)
+
+    # the run lifecycle
+    lease_seconds: float = Field(30.0, gt=0)
+    heartbeat_seconds: float = Field(0.5, gt=0)
+    checkpoint_every_epochs: int = Field(1_000, ge=1)
+    checkpoint_every_seconds: float = Field(10.0, gt=0)
+    history_flush_seconds: float = Field(1.0, ge=0)
+    max_attempts: int = Field(3, ge=1)
+    sweep_interval_seconds: float = Field(2.0, gt=0)
+    model_cache_size: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.executor == "celery" and not self.broker_url:
+            raise ValueError("TWOLAYER_BROKER_URL is required when TWOLAYER_EXECUTOR=celery")
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                "TWOLAYER_HEARTBEAT_SECONDS must be at most half of TWOLAYER_LEASE_SECONDS, "
+                "so a lease is renewed before it expires"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+_configured: Settings | None = None
+
+
+def configure(settings: Settings | None) -> None:
+    """Make `settings` the process's settings (create_app does; tests pass their own)."""
+    global _configured
+    _configured = settings
+
+
+@lru_cache
+def _from_environment() -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    """The configured settings, else those of the environment (read once)."""
+    return _configured if _configured is not None else _from_environment()

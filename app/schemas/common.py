@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Label = bool | int | str  # bool first, so JSON true stays True and never becomes 1
+
+
+class Schema(BaseModel):
+    """Request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting problem+json answers."""
+    return {status: {"model": Problem} for status in statuses}
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+def check_rows(rows: list[list[float]], *, name: str, n_features: int | None = None) -> int:
+    """The common width of `rows`, or ValueError naming the first ragged row."""
+    if not rows:
+        raise ValueError(f"{name} must hold at least one row")
+    width = len(rows[0]) if n_features is None else n_features
+    if width == 0:
+        raise ValueError(f"{name} rows must not be empty")
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(
+                f"{name} must be rectangular: row {i} has {len(row)} numbers, expected {width}"
+            )
+    return width

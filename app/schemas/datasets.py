@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from app.core.settings import get_settings
+from app.nn import SAMPLE_KINDS
+from app.schemas.common import FiniteFloat, Label, Schema, check_rows
+
+
+class DatasetCreate(Schema):
+    """A dataset given inline: `features` holds m rows of n_x numbers (samples are rows)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "and-gate",
+                    "features": [[0, 0], [0, 1], [1, 0], [1, 1], [0.1, 0.1], [0.9, 0.9]],
+                    "labels": ["off", "off", "off", "on", "off", "on"],
+                    "feature_names": ["a", "b"],
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    features: list[list[FiniteFloat]]
+    labels: list[Label]
+    feature_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetCreate:
+        settings = get_settings()
+        m = len(self.features)
+        if m < 2:
+            raise ValueError(f"features must hold at least 2 rows, got {m}")
+        if m > settings.max_samples:
+            raise ValueError(f"features has {m} rows, more than the limit {settings.max_samples}")
+        n = check_rows(self.features, name="features")
+        if n > settings.max_features:
+            raise ValueError(
+                f"features has {n} columns, more than the limit {settings.max_features}"
+            )
+        if len(self.labels) != m:
+            raise ValueError(f"labels has {len(self.labels)} values but features has {m} rows")
+        check_labels(self.labels)
+        if self.feature_names is not None and len(self.feature_names) != n:
+            raise ValueError(
+                f"feature_names has {len(self.feature_names)} names but features has {n} columns"
+            )
+        return self
+
+
+def check_labels(labels: list[Any]) -> None:
+    kinds = {type(v) for v in labels}
+    if len(kinds) > 1:
+        raise ValueError(
+            "labels must all be of one type, got " + " and ".join(sorted(k.__name__ for k in kinds))
+        )
+    distinct = set(labels)
+    if len(distinct) < 2:
+        raise ValueError(f"labels must hold two classes, got only {labels[0]!r}")
+    if len(distinct) > 2:
+        shown = ", ".join(sorted(map(repr, distinct))[:5])
+        raise ValueError(f"labels must hold exactly two classes, got {len(distinct)}: {shown}")
+
+
+class SampleDatasetCreate(Schema):
+    """A generated two-class dataset, to try the service from Swagger UI."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"kind": "moons", "n_samples": 400, "noise": 0.1, "seed": 0}]
+        },
+    )
+
+    kind: Literal["moons", "circles", "xor", "spiral", "blobs"]
+    n_samples: StrictInt = Field(400, ge=2)
+    noise: FiniteFloat = Field(0.1, ge=0, le=10)
+    seed: StrictInt = Field(0, ge=0, lt=2**63)
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _limit(self) -> SampleDatasetCreate:
+        limit = get_settings().max_samples
+        if self.n_samples > limit:
+            raise ValueError(f"n_samples {self.n_samples} is more than the limit {limit}")
+        assert self.kind in SAMPLE_KINDS
+        return self
+
+
+class DatasetRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    n_samples: int
+    n_features: int
+    feature_names: list[str]
+    classes: list[Label]
+    class_counts: list[int]
+    sha256: str
+    created_at: datetime

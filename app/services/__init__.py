@@ -1,0 +1,1 @@
+"""Use cases the routers call. Keyword-only arguments; domain errors, never HTTP."""

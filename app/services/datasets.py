@@ -1,0 +1,234 @@
+"""Datasets: create (inline, CSV, generated), list, read, delete, load for training."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+from sqlalchemy import func, select
+
+from app.core.errors import DatasetInUse, Invalid, NotFound
+from app.core.settings import Settings
+from app.db.models import Dataset, Run
+from app.db.session import Database
+from app.nn import encode_labels, make_samples
+from app.nn.preprocessing import Label
+from app.nn.serialization import dump_npz, load_npz
+from app.schemas.datasets import check_labels
+
+
+@dataclass(frozen=True)
+class DatasetArrays:
+    """A dataset ready for the engine: X (m, n_x) rows, Y (1, m) in {0, 1}, its classes."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    classes: list[Label]
+
+
+def _store(
+    *,
+    db: Database,
+    name: str,
+    X: np.ndarray,
+    labels: Sequence[Label],
+    feature_names: list[str] | None,
+) -> Dataset:
+    try:
+        Y, classes = encode_labels(labels)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not np.all(np.isfinite(X)):
+        raise Invalid("features must be finite numbers (no NaN or infinity)")
+    codes = Y.ravel().astype(np.int8)
+    digest = hashlib.sha256()
+    digest.update(json.dumps([list(X.shape), classes]).encode())
+    digest.update(X.tobytes())
+    digest.update(codes.tobytes())
+    n = int(codes.sum())
+    dataset = Dataset(
+        id=str(uuid.uuid4()),
+        name=name,
+        n_samples=X.shape[0],
+        n_features=X.shape[1],
+        feature_names=feature_names or [f"x{i}" for i in range(X.shape[1])],
+        classes=list(classes),
+        class_counts=[codes.size - n, n],
+        sha256=digest.hexdigest(),
+        data=dump_npz({"X": X, "y": codes}, {"format": "twolayer.dataset/1"}),
+    )
+    with db.write() as session:
+        session.add(dataset)
+    return dataset
+
+
+def create_dataset(
+    *,
+    db: Database,
+    name: str,
+    features: list[list[float]],
+    labels: Sequence[Label],
+    feature_names: list[str] | None = None,
+) -> Dataset:
+    return _store(
+        db=db,
+        name=name,
+        X=np.asarray(features, np.float64),
+        labels=labels,
+        feature_names=feature_names,
+    )
+
+
+def create_sample_dataset(
+    *, db: Database, kind: str, n_samples: int, noise: float, seed: int, name: str | None
+) -> Dataset:
+    X, Y = make_samples(kind, n_samples, noise=noise, rng=np.random.default_rng(seed))  # type: ignore[arg-type]
+    labels = [int(v) for v in Y.ravel()]
+    return _store(
+        db=db,
+        name=name or f"{kind} ({n_samples} samples, noise {noise}, seed {seed})",
+        X=X.T,
+        labels=labels,
+        feature_names=["x0", "x1"],
+    )
+
+
+def create_dataset_from_csv(
+    *,
+    db: Database,
+    settings: Settings,
+    name: str,
+    file: IO[bytes],
+    label_column: str | None,
+) -> Dataset:
+    """A CSV with a header row; every column but the label column must be numeric."""
+    text = codecs.getreader("utf-8-sig")(file)
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise Invalid("the CSV file is empty") from None
+    except UnicodeDecodeError:
+        raise Invalid("the CSV file is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise Invalid(f"the CSV file cannot be parsed: {exc}") from None
+    header = [h.strip() for h in header]
+    if len(header) < 2:
+        raise Invalid("the CSV file needs a header with at least two columns")
+    if len(header) > settings.max_csv_columns:
+        raise Invalid(
+            f"the CSV file has {len(header)} columns, more than {settings.max_csv_columns}"
+        )
+    if len(set(header)) != len(header):
+        raise Invalid("the CSV header repeats a column name")
+    label_name = label_column if label_column is not None else header[-1]
+    if label_name not in header:
+        raise Invalid(f"label column {label_name!r} is not in the CSV header: {header}")
+    label_index = header.index(label_name)
+    feature_names = [h for i, h in enumerate(header) if i != label_index]
+    rows: list[list[float]] = []
+    labels: list[str] = []
+    try:
+        for line_no, record in enumerate(reader, start=2):
+            if not record or all(not cell.strip() for cell in record):
+                continue
+            if len(record) != len(header):
+                raise Invalid(
+                    f"CSV line {line_no} has {len(record)} cells, the header has {len(header)}"
+                )
+            if len(rows) >= settings.max_csv_rows:
+                raise Invalid(f"the CSV file has more than {settings.max_csv_rows} rows")
+            row = []
+            for i, cell in enumerate(record):
+                if i == label_index:
+                    continue
+                try:
+                    value = float(cell)
+                except ValueError:
+                    raise Invalid(
+                        f"CSV line {line_no}, column {header[i]!r}: {cell!r} is not a number"
+                    ) from None
+                if not np.isfinite(value):
+                    raise Invalid(
+                        f"CSV line {line_no}, column {header[i]!r}: {cell!r} is not finite"
+                    )
+                row.append(value)
+            rows.append(row)
+            labels.append(record[label_index].strip())
+    except UnicodeDecodeError:
+        raise Invalid("the CSV file is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise Invalid(f"the CSV file cannot be parsed: {exc}") from None
+    if len(rows) < 2:
+        raise Invalid(f"the CSV file needs at least 2 data rows, got {len(rows)}")
+    if len(feature_names) > settings.max_features:
+        raise Invalid(
+            f"the CSV file has {len(feature_names)} features, more than {settings.max_features}"
+        )
+    parsed = _csv_labels(labels)
+    try:
+        check_labels(parsed)
+    except ValueError as exc:
+        raise Invalid(f"label column {label_name!r}: {exc}") from None
+    return _store(db=db, name=name, X=np.asarray(rows), labels=parsed, feature_names=feature_names)
+
+
+def _csv_labels(labels: list[str]) -> list[Label]:
+    """CSV cells are text: labels that are all integers become ints (0/1 stays 0/1)."""
+    try:
+        return [int(v) for v in labels]
+    except ValueError:
+        return list(labels)
+
+
+def list_datasets(*, db: Database, limit: int, offset: int) -> tuple[list[Dataset], int]:
+    with db.read() as session:
+        total = session.scalar(select(func.count()).select_from(Dataset)) or 0
+        items = session.scalars(
+            select(Dataset)
+            .order_by(Dataset.created_at.desc(), Dataset.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        return list(items), total
+
+
+def get_dataset(*, db: Database, dataset_id: str) -> Dataset:
+    with db.read() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound(f"dataset {dataset_id} does not exist")
+        return dataset
+
+
+def delete_dataset(*, db: Database, dataset_id: str) -> None:
+    with db.write() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound(f"dataset {dataset_id} does not exist")
+        used = session.scalar(
+            select(func.count()).select_from(Run).where(Run.dataset_id == dataset_id)
+        )
+        if used:
+            raise DatasetInUse(f"dataset {dataset_id} is used by {used} run(s); delete them first")
+        session.delete(dataset)
+
+
+def load_arrays(*, db: Database, dataset_id: str) -> DatasetArrays:
+    with db.read() as session:
+        row = session.execute(
+            select(Dataset.data, Dataset.classes).where(Dataset.id == dataset_id)
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"dataset {dataset_id} does not exist")
+    arrays, _ = load_npz(row.data)
+    codes = arrays["y"].astype(np.float64).reshape(1, -1)
+    return DatasetArrays(X=arrays["X"], Y=codes, classes=list(row.classes))

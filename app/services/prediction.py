@@ -1,0 +1,60 @@
+"""Prediction: ŷ for rows of features, from a run's weights (cached once the run has ended)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.core.errors import Invalid
+from app.db.session import Database
+from app.nn import Model
+from app.nn.preprocessing import Label
+from app.services.runs import ModelCache, get_model
+
+# Up to this many rows the forward pass (tens of microseconds) runs on the
+# event loop: a thread hop would cost more than the work.
+INLINE_ROWS = 256
+
+
+@dataclass(frozen=True)
+class Prediction:
+    run_id: str
+    probabilities: list[float]
+    labels: list[Label]
+
+
+def _forward(
+    model: Model, run_id: str, instances: list[list[float]], threshold: float
+) -> Prediction:
+    X = np.asarray(instances, dtype=np.float64)
+    if X.shape[1] != model.n_features:
+        raise Invalid(
+            f"instances have {X.shape[1]} features, the model of run {run_id} "
+            f"expects {model.n_features}"
+        )
+    probabilities = model.predict_proba(X.T).ravel()
+    positive = probabilities >= threshold
+    classes = model.classes
+    return Prediction(
+        run_id=run_id,
+        probabilities=probabilities.tolist(),
+        labels=[classes[1] if p else classes[0] for p in positive.tolist()],
+    )
+
+
+async def predict(
+    *,
+    db: Database,
+    cache: ModelCache,
+    run_id: str,
+    instances: list[list[float]],
+    threshold: float,
+) -> Prediction:
+    model = cache.get(run_id)
+    if model is None:
+        model = await asyncio.to_thread(get_model, db=db, cache=cache, run_id=run_id)
+    if len(instances) <= INLINE_ROWS:
+        return _forward(model, run_id, instances, threshold)
+    return await asyncio.to_thread(_forward, model, run_id, instances, threshold)

@@ -1,0 +1,278 @@
+"""Runs: create, read, list, history, cancel, delete, and their weights."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from threading import Lock
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+
+from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel
+from app.core.settings import Settings
+from app.db.base import utcnow
+from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, StoredModel
+from app.db.session import Database
+from app.nn import Hyperparameters, Model
+from app.worker.executor import Executor
+
+
+def create_run(
+    *,
+    db: Database,
+    settings: Settings,
+    executor: Executor,
+    dataset_id: str,
+    name: str | None,
+    init_from_run_id: str | None,
+    hyperparameters: dict[str, Any],
+) -> Run:
+    """Write a queued run (seed drawn and stored) and hand its id to the executor."""
+    try:
+        hp = Hyperparameters(**hyperparameters).resolved()
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    with db.read() as session:
+        dataset = session.get(Dataset, dataset_id)
+        if dataset is None:
+            raise NotFound(f"dataset {dataset_id} does not exist")
+        work = dataset.n_samples * dataset.n_features * hp.hidden_units * hp.epochs
+        if work > settings.max_work:
+            raise Invalid(
+                f"this run's work, samples × features × hidden units × epochs = {work:.3g}, "
+                f"is over the limit {settings.max_work:.3g}"
+            )
+        if init_from_run_id is not None:
+            _check_warm_start(session, init_from_run_id, dataset, hp)
+    run = Run(
+        id=str(uuid.uuid4()),
+        name=name,
+        dataset_id=dataset_id,
+        init_from_run_id=init_from_run_id,
+        status="queued",
+        hyperparameters=hp.as_dict(),
+        epoch=0,
+        epochs=hp.epochs,
+        attempts=0,
+        cancel_requested=False,
+        created_at=utcnow(),
+    )
+    with db.write() as session:
+        session.add(run)
+    executor.submit(run.id)
+    return run
+
+
+def _check_warm_start(session: Any, run_id: str, dataset: Dataset, hp: Hyperparameters) -> None:
+    source = session.get(Run, run_id)
+    if source is None:
+        raise NotFound(f"run {run_id} (init_from_run_id) does not exist")
+    stored = session.get(StoredModel, run_id)
+    if stored is None:
+        raise RunHasNoModel(f"run {run_id} (init_from_run_id) has no weights to start from")
+    model = Model.from_bytes(stored.data)
+    if model.n_features != dataset.n_features:
+        raise Invalid(
+            f"init_from_run_id has {model.n_features} features, the dataset {dataset.n_features}"
+        )
+    if model.hidden_units != hp.hidden_units:
+        raise Invalid(
+            f"init_from_run_id has {model.hidden_units} hidden units, "
+            f"this run asks for {hp.hidden_units}"
+        )
+    if model.activation != hp.hidden_activation:
+        raise Invalid(
+            f"init_from_run_id uses {model.activation}, this run asks for {hp.hidden_activation}"
+        )
+
+
+def get_run(*, db: Database, run_id: str) -> Run:
+    with db.read() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return run
+
+
+def list_runs(
+    *, db: Database, status: str | None, dataset_id: str | None, limit: int, offset: int
+) -> tuple[list[Run], int]:
+    query = select(Run)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if dataset_id is not None:
+        query = query.where(Run.dataset_id == dataset_id)
+    with db.read() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        items = session.scalars(
+            query.order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)
+        ).all()
+        return list(items), total
+
+
+def delete_run(*, db: Database, cache: ModelCache, run_id: str) -> None:
+    """Delete a run and everything it owns; a worker training it loses its lease and stops."""
+    with db.write() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        session.execute(
+            update(Run).where(Run.init_from_run_id == run_id).values(init_from_run_id=None)
+        )
+        session.delete(run)
+    cache.forget(run_id)
+
+
+def cancel_run(*, db: Database, run_id: str) -> Run:
+    """A queued run ends cancelled at once; a running one is asked to stop (the
+    worker sees it within an epoch or about a second and keeps the last epoch's
+    weights); an ended run is a conflict."""
+    with db.write() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        if run.status in ENDED_STATUSES:
+            raise RunEnded(f"run {run_id} has already ended ({run.status})")
+        if run.status == "queued":
+            run.status = "cancelled"
+            run.finished_at = utcnow()
+            run.lease_owner = None
+            run.lease_expires_at = None
+        run.cancel_requested = True
+        return run
+
+
+@dataclass(frozen=True)
+class History:
+    epoch: list[int]
+    train_cost: list[float]
+    validation_cost: list[float | None] | None
+    train_accuracy: list[float]
+    validation_accuracy: list[float | None] | None
+
+
+def get_history(*, db: Database, run_id: str, since: int | None) -> History:
+    with db.read() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id} does not exist")
+        query = select(RunEpoch).where(RunEpoch.run_id == run_id)
+        if since is not None:
+            query = query.where(RunEpoch.epoch > since)
+        rows = session.scalars(query.order_by(RunEpoch.epoch)).all()
+        has_validation = float(run.hyperparameters.get("validation_fraction", 0)) > 0
+    return History(
+        epoch=[r.epoch for r in rows],
+        train_cost=[r.train_cost for r in rows],
+        validation_cost=[r.validation_cost for r in rows] if has_validation else None,
+        train_accuracy=[r.train_accuracy for r in rows],
+        validation_accuracy=[r.validation_accuracy for r in rows] if has_validation else None,
+    )
+
+
+class ModelCache:
+    """Weights of ended runs by run id (they never change), least recently used out."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._models: OrderedDict[str, Model] = OrderedDict()
+        self._lock = Lock()
+
+    def get(self, run_id: str) -> Model | None:
+        with self._lock:
+            model = self._models.get(run_id)
+            if model is not None:
+                self._models.move_to_end(run_id)
+            return model
+
+    def put(self, run_id: str, model: Model) -> None:
+        with self._lock:
+            self._models[run_id] = model
+            self._models.move_to_end(run_id)
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            self._models.pop(run_id, None)
+
+
+def get_model(*, db: Database, cache: ModelCache, run_id: str) -> Model:
+    """The run's weights: from the cache, else the database (cached once the run has ended)."""
+    model = cache.get(run_id)
+    if model is not None:
+        return model
+    with db.read() as session:
+        row = session.execute(
+            select(Run.status, StoredModel.data)
+            .outerjoin(StoredModel, StoredModel.run_id == Run.id)
+            .where(Run.id == run_id)
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if row.data is None:
+        raise RunHasNoModel(f"run {run_id} has no weights yet ({row.status})")
+    model = Model.from_bytes(row.data)
+    if row.status in ENDED_STATUSES:
+        cache.put(run_id, model)
+    return model
+
+
+def model_arrays(model: Model) -> dict[str, Any]:
+    P = model.params
+    s = model.standardization
+    return {
+        "n_features": model.n_features,
+        "hidden_units": model.hidden_units,
+        "hidden_activation": model.activation,
+        "classes": list(model.classes),
+        "standardization": None
+        if s is None
+        else {"mean": s.mean.ravel().tolist(), "scale": s.scale.ravel().tolist()},
+        "W1": P.W1.tolist(),
+        "b1": P.b1.tolist(),
+        "W2": P.W2.tolist(),
+        "b2": P.b2.tolist(),
+    }
+
+
+def model_npz(model: Model) -> bytes:
+    """The model's arrays as a plain .npz file (W1, b1, W2, b2, mean, scale, classes)."""
+    import io
+
+    arrays: dict[str, np.ndarray] = dict(model.params.arrays())
+    if model.standardization is not None:
+        arrays["mean"] = model.standardization.mean
+        arrays["scale"] = model.standardization.scale
+    arrays["classes"] = np.array([str(c) for c in model.classes])
+    buf = io.BytesIO()
+    savez: Any = np.savez
+    savez(buf, **arrays)
+    return buf.getvalue()
+
+
+async def watch_run(
+    *, db: Database, run_id: str, interval: float = 0.5
+) -> AsyncIterator[dict[str, Any]]:
+    """Progress events until the run ends: one when the epoch moves, one at the end."""
+    last: tuple[str, int] | None = None
+    while True:
+        run = await asyncio.to_thread(get_run, db=db, run_id=run_id)
+        state = (run.status, run.epoch)
+        if state != last:
+            last = state
+            event = {"status": run.status, "epoch": run.epoch, "epochs": run.epochs}
+            if run.status in ENDED_STATUSES:
+                yield {"event": "end", **event, "error": run.error}
+                return
+            yield {"event": "progress", **event}
+        await asyncio.sleep(interval)
+
+
+def delete_history_after(session: Any, run_id: str, epoch: int) -> None:
+    session.execute(delete(RunEpoch).where(RunEpoch.run_id == run_id, RunEpoch.epoch > epoch))

@@ -1,0 +1,365 @@
+"""The training job: claim a run, train it, write progress, checkpoints and the result.
+
+Every write carries `lease_owner = :me` and checks the row count (fencing):
+a worker that lost its lease stops at once and writes nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.core.settings import Settings
+from app.db.base import utcnow
+from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
+from app.db.session import Database
+from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
+from app.services.datasets import load_arrays
+
+log = logging.getLogger("twolayer.worker")
+
+Outcome = Literal["dropped", "succeeded", "failed", "cancelled", "lost", "released"]
+
+
+class LeaseLost(Exception):
+    """The run is no longer ours (expired and taken over, or deleted)."""
+
+
+def claim_run(*, db: Database, run_id: str, owner: str, lease_seconds: float) -> bool:
+    """One conditional UPDATE: take a queued run, or a running one whose lease expired."""
+    now = utcnow()
+    with db.write() as session:
+        result = session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                or_(
+                    Run.status == "queued",
+                    and_(Run.status == "running", Run.lease_expires_at < now),
+                ),
+            )
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=Run.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def fence(session: Session, run_id: str, owner: str, **values: Any) -> bool:
+    """Renew the lease (and set `values`) only if we still hold it; returns cancel_requested."""
+    row = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
+        .values(**values)
+        .returning(Run.cancel_requested)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        raise LeaseLost(run_id)
+    return bool(row[0])
+
+
+def history_rows(run_id: str, records: list[EpochRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run_id,
+            "epoch": r.epoch,
+            "train_cost": r.train_cost,
+            "train_accuracy": r.train_accuracy,
+            "validation_cost": r.validation_cost,
+            "validation_accuracy": r.validation_accuracy,
+        }
+        for r in records
+    ]
+
+
+@dataclass
+class Reporter:
+    """The training callback: renews the lease, flushes history in batches on a
+    time budget, checkpoints every N epochs or S seconds, and stops the loop on
+    cancel, on a lost lease, or when this worker must stop."""
+
+    db: Database
+    settings: Settings
+    run_id: str
+    owner: str
+    should_stop: Callable[[], bool]
+    checkpoint_epoch: int
+    pending: list[EpochRecord] = field(default_factory=list)
+    cancelled: bool = False
+    lost: bool = False
+    interrupted: bool = False
+
+    def __post_init__(self) -> None:
+        now = time.monotonic()
+        self.next_renew = now + self.settings.heartbeat_seconds
+        self.next_flush = now + self.settings.history_flush_seconds
+        self.next_checkpoint = now + self.settings.checkpoint_every_seconds
+
+    def __call__(self, progress: Progress) -> bool:
+        record = progress.record
+        if record is not None:  # first: the epoch is done whatever happens next
+            self.pending.append(record)
+        if self.should_stop():
+            self.interrupted = True
+            return True
+        now = time.monotonic()
+        checkpoint = record is not None and (
+            progress.epoch - self.checkpoint_epoch >= self.settings.checkpoint_every_epochs
+            or now >= self.next_checkpoint
+        )
+        flush = record is not None and now >= self.next_flush
+        if not (checkpoint or flush or now >= self.next_renew):
+            return False
+        try:
+            with self.db.write() as session:
+                cancel = self.write_progress(session, progress, checkpoint=checkpoint)
+        except LeaseLost:
+            self.lost = True
+            return True
+        now = time.monotonic()
+        self.next_renew = now + self.settings.heartbeat_seconds
+        if flush or checkpoint:
+            self.next_flush = now + self.settings.history_flush_seconds
+        if checkpoint:
+            self.next_checkpoint = now + self.settings.checkpoint_every_seconds
+            self.checkpoint_epoch = progress.epoch
+        if cancel:
+            self.cancelled = True
+            return True
+        return False
+
+    def write_progress(self, session: Session, progress: Progress, *, checkpoint: bool) -> bool:
+        values: dict[str, Any] = {
+            "lease_expires_at": utcnow() + timedelta(seconds=self.settings.lease_seconds)
+        }
+        if self.pending:
+            values["epoch"] = self.pending[-1].epoch
+        cancel = fence(session, self.run_id, self.owner, **values)
+        self.flush_history(session)
+        if checkpoint:
+            session.merge(
+                Checkpoint(
+                    run_id=self.run_id,
+                    epoch=progress.epoch,
+                    data=progress.trainer.checkpoint(),
+                    created_at=utcnow(),
+                )
+            )
+        return cancel
+
+    def flush_history(self, session: Session) -> None:
+        if self.pending:
+            session.execute(insert(RunEpoch), history_rows(self.run_id, self.pending))
+            self.pending.clear()
+
+
+def execute_run(
+    *,
+    db: Database,
+    settings: Settings,
+    run_id: str,
+    owner: str,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Outcome:
+    """Deliver one run id to this worker: train it if the claim succeeds."""
+    if not claim_run(db=db, run_id=run_id, owner=owner, lease_seconds=settings.lease_seconds):
+        return "dropped"
+    try:
+        return _train(db=db, settings=settings, run_id=run_id, owner=owner, should_stop=should_stop)
+    except LeaseLost:
+        log.warning("run %s: lease lost, stopping without writing", run_id)
+        return "lost"
+    except Exception as exc:  # the run fails with the reason; the worker lives on
+        log.exception("run %s failed", run_id)
+        try:
+            with db.write() as session:
+                fence(
+                    session,
+                    run_id,
+                    owner,
+                    status="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    finished_at=utcnow(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+        except LeaseLost:
+            return "lost"
+        return "failed"
+
+
+def _train(
+    *, db: Database, settings: Settings, run_id: str, owner: str, should_stop: Callable[[], bool]
+) -> Outcome:
+    with db.read() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise LeaseLost(run_id)
+        checkpoint = session.get(Checkpoint, run_id)
+        init_model = None
+        if checkpoint is None and run.init_from_run_id is not None:
+            stored = session.get(StoredModel, run.init_from_run_id)
+            if stored is None:
+                raise ValueError(f"init_from_run_id {run.init_from_run_id} has no weights")
+            init_model = Model.from_bytes(stored.data)
+    if run.attempts > settings.max_attempts:
+        with db.write() as session:
+            fence(
+                session,
+                run_id,
+                owner,
+                status="failed",
+                finished_at=utcnow(),
+                error=f"gave up after {settings.max_attempts} attempts (its workers were lost)",
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        return "failed"
+    arrays = load_arrays(db=db, dataset_id=run.dataset_id)
+    X = arrays.X.T  # the engine's layout: (n_x, m)
+    beat = settings.heartbeat_seconds / 2
+    with db.write() as session:
+        # a resumed run rewrites the epochs after its checkpoint
+        start_epoch = checkpoint.epoch if checkpoint is not None else 0
+        fence(session, run_id, owner, epoch=start_epoch, started_at=run.started_at or utcnow())
+        session.execute(
+            delete(RunEpoch).where(RunEpoch.run_id == run_id, RunEpoch.epoch > start_epoch)
+        )
+    if checkpoint is not None:
+        log.info("run %s: resuming from epoch %d", run_id, checkpoint.epoch)
+        trainer = Trainer.from_checkpoint(checkpoint.data, X, arrays.Y, heartbeat_seconds=beat)
+    else:
+        trainer = Trainer(
+            X,
+            arrays.Y,
+            Hyperparameters(**run.hyperparameters),
+            classes=arrays.classes,
+            init_model=init_model,
+            heartbeat_seconds=beat,
+        )
+    reporter = Reporter(
+        db=db,
+        settings=settings,
+        run_id=run_id,
+        owner=owner,
+        should_stop=should_stop,
+        checkpoint_epoch=start_epoch,
+    )
+    result = trainer.run(reporter)
+    if reporter.lost:
+        raise LeaseLost(run_id)
+    if reporter.interrupted:
+        return _release(db=db, reporter=reporter, trainer=trainer)
+    return _finish(db=db, reporter=reporter, result=result)
+
+
+def _release(*, db: Database, reporter: Reporter, trainer: Trainer) -> Outcome:
+    """This worker is stopping: checkpoint the last epoch and hand the run back to the queue."""
+    with db.write() as session:
+        reporter.write_progress(
+            session,
+            Progress(trainer.epoch, trainer.hp.epochs, None, trainer),
+            checkpoint=True,
+        )
+        fence(
+            session,
+            reporter.run_id,
+            reporter.owner,
+            status="queued",
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    return "released"
+
+
+def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
+    status: Outcome
+    error = None
+    if reporter.cancelled:
+        status = "cancelled"
+    elif result.stop_reason == "diverged":
+        status = "failed"
+        error = (
+            f"training diverged after epoch {result.epochs_completed} (non-finite weights or "
+            "cost); try a smaller learning_rate"
+        )
+    else:
+        status = "succeeded"
+    metrics = {
+        "train": result.train_metrics.as_dict(),
+        "validation": None
+        if result.validation_metrics is None
+        else result.validation_metrics.as_dict(),
+    }
+    with db.write() as session:
+        fence(
+            session,
+            reporter.run_id,
+            reporter.owner,
+            status=status,
+            error=error,
+            epoch=result.epochs_completed,
+            metrics=metrics,
+            best_epoch=result.best_epoch,
+            finished_at=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        reporter.flush_history(session)
+        if status != "failed":
+            session.merge(
+                StoredModel(
+                    run_id=reporter.run_id,
+                    epoch=result.epochs_completed,
+                    data=result.model.to_bytes(),
+                    created_at=utcnow(),
+                )
+            )
+        session.execute(delete(Checkpoint).where(Checkpoint.run_id == reporter.run_id))
+    return status
+
+
+def requeue_expired(*, db: Database, max_attempts: int) -> list[str]:
+    """Runs whose worker was lost go back to the queue (or fail after max_attempts)."""
+    now = utcnow()
+    with db.write() as session:
+        expired = and_(Run.status == "running", Run.lease_expires_at < now)
+        session.execute(
+            update(Run)
+            .where(expired, Run.attempts >= max_attempts)
+            .values(
+                status="failed",
+                error=f"gave up after {max_attempts} attempts (its workers were lost)",
+                finished_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        ids = session.scalars(
+            update(Run)
+            .where(expired)
+            .values(status="queued", lease_owner=None, lease_expires_at=None)
+            .returning(Run.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return list(ids)
+
+
+def queued_run_ids(*, db: Database) -> list[str]:
+    with db.read() as session:
+        return list(
+            session.scalars(select(Run.id).where(Run.status == "queued").order_by(Run.created_at))
+        )

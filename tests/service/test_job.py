@@ -1,0 +1,195 @@
+"""The training job's guarantees: a run is never trained twice and never lost."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+
+from app.core.settings import Settings
+from app.db.base import utcnow
+from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
+from app.db.session import Database
+from app.nn import Hyperparameters, Model, Trainer
+from app.services import datasets, runs
+from app.services.datasets import load_arrays
+from app.worker.job import claim_run, execute_run, requeue_expired
+from tests.service.conftest import RecordingExecutor
+
+
+def new_run(db: Database, settings: Settings, **hyperparameters: Any) -> tuple[str, str]:
+    dataset = datasets.create_sample_dataset(
+        db=db, kind="moons", n_samples=300, noise=0.1, seed=0, name=None
+    )
+    hp = {"epochs": 40, "seed": 5, "batch_size": 16, **hyperparameters}
+    run = runs.create_run(
+        db=db,
+        settings=settings,
+        executor=RecordingExecutor(),
+        dataset_id=dataset.id,
+        name=None,
+        init_from_run_id=None,
+        hyperparameters=hp,
+    )
+    return run.id, dataset.id
+
+
+def history_epochs(db: Database, run_id: str) -> list[int]:
+    with db.read() as s:
+        return list(
+            s.scalars(
+                select(RunEpoch.epoch).where(RunEpoch.run_id == run_id).order_by(RunEpoch.epoch)
+            )
+        )
+
+
+def stored_theta(db: Database, run_id: str) -> np.ndarray:
+    with db.read() as s:
+        data = s.scalar(select(StoredModel.data).where(StoredModel.run_id == run_id))
+    assert data is not None
+    return Model.from_bytes(data).params.theta
+
+
+def uninterrupted(db: Database, run_id: str, dataset_id: str) -> np.ndarray:
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        hp = run.hyperparameters
+    arrays = load_arrays(db=db, dataset_id=dataset_id)
+    result = Trainer(arrays.X.T, arrays.Y, Hyperparameters(**hp), classes=arrays.classes).run()
+    return result.model.params.theta
+
+
+def deliver(settings_values: dict[str, Any], run_id: str, owner: str, outcomes: Any) -> None:
+    settings = Settings(**settings_values)
+    db = Database(settings.database_url)
+    outcomes.put(execute_run(db=db, settings=settings, run_id=run_id, owner=owner))
+
+
+def test_a_duplicated_delivery_trains_once(settings: Settings, db: Database) -> None:
+    run_id, _ = new_run(db, settings)
+    ctx = mp.get_context("spawn")
+    outcomes = ctx.Queue()
+    workers = [
+        ctx.Process(target=deliver, args=(settings.model_dump(), run_id, f"w{i}", outcomes))
+        for i in range(2)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert sorted(outcomes.get(timeout=5) for _ in workers) == ["dropped", "succeeded"]
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert run.status == "succeeded"
+        assert run.attempts == 1
+    assert history_epochs(db, run_id) == list(range(1, 41))
+    # and a late redelivery of the ended run changes nothing
+    assert execute_run(db=db, settings=settings, run_id=run_id, owner="late") == "dropped"
+
+
+def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
+    settings: Settings, db: Database
+) -> None:
+    run_id, _ = new_run(db, settings, epochs=100000, batch_size=4)
+    outcome: list[str] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            execute_run(db=db, settings=settings, run_id=run_id, owner="me")
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not history_epochs(db, run_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with db.write() as s:  # another worker takes the run over
+        s.execute(update(Run).where(Run.id == run_id).values(lease_owner="thief", epoch=-1))
+    worker.join(30)
+    assert outcome == ["lost"]
+    time.sleep(0.5)
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.lease_owner, run.epoch) == ("running", "thief", -1)
+        assert s.get(StoredModel, run_id) is None
+
+
+def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
+    settings: Settings, db: Database
+) -> None:
+    run_id, dataset_id = new_run(
+        db, settings, epochs=300, batch_size=2, optimizer="adam", learning_rate=0.01
+    )
+    stop = threading.Event()
+    outcome: list[str] = []
+
+    def first() -> None:
+        outcome.append(
+            execute_run(db=db, settings=settings, run_id=run_id, owner="a", should_stop=stop.is_set)
+        )
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    while len(history_epochs(db, run_id)) < 5:
+        time.sleep(0.01)
+    stop.set()
+    worker.join(30)
+    assert outcome == ["released"]
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        checkpoint = s.get(Checkpoint, run_id)
+        assert run is not None
+        assert run.status == "queued"
+        assert run.lease_owner is None
+        assert checkpoint is not None
+        assert 5 <= checkpoint.epoch < 300
+    assert execute_run(db=db, settings=settings, run_id=run_id, owner="b") == "succeeded"
+    assert history_epochs(db, run_id) == list(range(1, 301))
+    np.testing.assert_array_equal(stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id))
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Checkpoint)) == 0
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert run.attempts == 2
+
+
+def test_expired_leases_are_requeued_then_failed_after_max_attempts(
+    settings: Settings, db: Database
+) -> None:
+    run_id, _ = new_run(db, settings)
+    assert claim_run(db=db, run_id=run_id, owner="gone", lease_seconds=60)
+    assert not claim_run(db=db, run_id=run_id, owner="other", lease_seconds=60)
+    assert requeue_expired(db=db, max_attempts=3) == []  # lease still valid
+    with db.write() as s:
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert requeue_expired(db=db, max_attempts=3) == [run_id]
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert run.status == "queued"
+        assert run.lease_owner is None
+    # an expired lease can also be claimed directly by the next delivery
+    assert claim_run(db=db, run_id=run_id, owner="w2", lease_seconds=60)
+    with db.write() as s:
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(attempts=3, lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert requeue_expired(db=db, max_attempts=3) == []
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert run.status == "failed"
+        assert run.error is not None
+        assert "gave up after 3 attempts" in run.error
