@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench format clean
+.PHONY: install run demo test lint typecheck unit bench format clean
 
 install: $(STAMP)
 
@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml requirements/dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# Serves http://127.0.0.1:8000 (Swagger UI at /docs) on ./data/twolayer.db,
+# migrating it first; TWOLAYER_* settings apply.
 run: install
+	$(BIN)/twolayer serve --host 127.0.0.1 --port 8000
+
+demo: install
 	$(BIN)/python -m app.nn
 
 lint: install
@@ -34,6 +39,8 @@ test: lint typecheck unit
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python bench/engine.py
+	@command -v wrk >/dev/null || echo "bench/service.py needs wrk: apt-get install wrk"
+	$(BIN)/python bench/service.py
 
 format: install
 	$(BIN)/ruff format .

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -130,12 +131,15 @@ class BodyLimit:
         received = 0
         exceeded = False
         answered = False
-        too_large = problem_response(
-            413,
-            "Content too large",
-            f"the request body is larger than the limit of {limit} bytes",
-            type_="/problems/too-large",
-        )
+
+        async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
+            response = problem_response(
+                413,
+                "Content too large",
+                f"the request body is larger than the limit of {limit} bytes",
+                type_="/problems/too-large",
+            )
+            await response(scope, receive, send)
 
         async def limited() -> MutableMapping[str, Any]:
             nonlocal received, exceeded
@@ -201,6 +205,19 @@ def create_app(
     for exc_class, handler in handlers:
         app.add_exception_handler(exc_class, handler)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (health.router, datasets.router, runs.router, predict.router):
+    app.router.routes.extend(predict.routes)  # first: routes match in order
+    for router in (health.router, runs.router, datasets.router):
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=[*app.routes, *predict.docs.routes],
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -53,10 +53,17 @@ async def upload_csv(
     return DatasetRead.model_validate(dataset)
 
 
-@router.post("/samples", status_code=status.HTTP_201_CREATED, responses=ERRORS)
-async def create_sample(body: SampleDatasetCreate, db: DatabaseDep) -> DatasetRead:
-    """A generated two-class dataset (moons, circles, xor, spiral, blobs)."""
-    dataset = await asyncio.to_thread(
+@router.post(
+    "/samples",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "the same sample, made before"}, **ERRORS},
+)
+async def create_sample(
+    body: SampleDatasetCreate, db: DatabaseDep, response: Response
+) -> DatasetRead:
+    """A generated two-class dataset (moons, circles, xor, spiral, blobs). Its id
+    follows from the parameters: asking again returns the same dataset (200)."""
+    dataset, created = await asyncio.to_thread(
         service.create_sample_dataset,
         db=db,
         kind=body.kind,
@@ -65,6 +72,8 @@ async def create_sample(body: SampleDatasetCreate, db: DatabaseDep) -> DatasetRe
         seed=body.seed,
         name=body.name,
     )
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return DatasetRead.model_validate(dataset)
 
 

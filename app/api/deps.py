@@ -1,7 +1,11 @@
-"""Typed dependencies; tests swap them with app.dependency_overrides."""
+"""Typed dependencies; tests swap them with app.dependency_overrides.
+
+They are `async def` on purpose: FastAPI runs plain `def` dependencies in its
+thread pool, a thread hop per dependency on every request."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -12,24 +16,38 @@ from app.services.runs import ModelCache
 from app.worker.executor import Executor
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_executor(request: Request) -> Executor:
+async def get_executor(request: Request) -> Executor:
     executor: Executor = request.app.state.executor
     return executor
 
 
-def get_cache(request: Request) -> ModelCache:
+async def get_cache(request: Request) -> ModelCache:
     cache: ModelCache = request.app.state.model_cache
     return cache
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """What prediction needs, in one dependency (each one costs on the hot path)."""
+
+    db: Database
+    cache: ModelCache
+
+
+def get_predictor(request: Request) -> Predictor:
+    """Called directly by the /predict routes, not through Depends: resolving a
+    dependency is measurable on that path."""
+    return Predictor(db=request.app.state.db, cache=request.app.state.model_cache)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -8,11 +8,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import CacheDep, DatabaseDep, ExecutorDep, Limit, Offset, SettingsDep
+from app.api.deps import (
+    CacheDep,
+    DatabaseDep,
+    ExecutorDep,
+    Limit,
+    Offset,
+    SettingsDep,
+)
 from app.schemas.common import Page, problems
-from app.schemas.predict import PredictResponse, RunPredictRequest
 from app.schemas.runs import ModelRead, RunCreate, RunHistory, RunRead, run_read
-from app.services import prediction
 from app.services import runs as service
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -124,16 +129,4 @@ async def get_model_npz(run_id: str, db: DatabaseDep, cache: CacheDep) -> Respon
         service.model_npz(model),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{run_id}.npz"'},
-    )
-
-
-@router.post("/{run_id}/predict", responses=ERRORS)
-async def predict_run(
-    run_id: str, body: RunPredictRequest, db: DatabaseDep, cache: CacheDep
-) -> PredictResponse:
-    result = await prediction.predict(
-        db=db, cache=cache, run_id=run_id, instances=body.instances, threshold=body.threshold
-    )
-    return PredictResponse(
-        run_id=result.run_id, probabilities=result.probabilities, labels=result.labels
     )

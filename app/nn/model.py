@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from app.nn.network import Workspace, sigmoid
+from app.nn.network import Workspace
 from app.nn.params import Activation, Array, Parameters
 from app.nn.preprocessing import Label, Standardization, check_features
 from app.nn.serialization import dump_npz, load_npz
@@ -29,8 +30,9 @@ def chunk_width(n_h: int, dtype: np.dtype | type) -> int:
     return int(min(max(width, 256), 8192))
 
 
-def logits(P: Parameters, Xa: Array, activation: Activation) -> Array:
-    """Z2 (1, m) for Xa = [X; 1] (n_x+1, m), in cache-sized chunks of columns."""
+def logits(P: Parameters, Xa: Array, activation: Activation, A2: Array | None = None) -> Array:
+    """Z2 (1, m) for Xa = [X; 1] (n_x+1, m), in cache-sized chunks of columns;
+    also fills A2 = σ(Z2) (1, m) when given."""
     m = Xa.shape[1]
     Z2 = np.empty((1, m), P.theta.dtype)
     width = chunk_width(P.n_h, P.theta.dtype)
@@ -43,6 +45,8 @@ def logits(P: Parameters, Xa: Array, activation: Activation) -> Array:
                 P.n_x, P.n_h, stop - start, P.theta.dtype, backward=False
             )
         ws.forward(P, Xa[:, start:stop], Z2[:, start:stop], activation)
+        if A2 is not None:
+            A2[:, start:stop] = ws.A2
     return Z2
 
 
@@ -59,12 +63,20 @@ def augmented_rows(X: Array, standardization: Standardization | None, dtype: np.
     return XTa
 
 
+# Up to this many columns, prediction reuses per-thread buffers: for a few rows
+# the cost is allocation and call overhead, not arithmetic.
+SMALL_BATCH = 64
+
+
 @dataclass(frozen=True)
 class Model:
     params: Parameters
     activation: Activation
     classes: tuple[Label, Label]
     standardization: Standardization | None
+    _buffers: threading.local = field(
+        default_factory=threading.local, init=False, repr=False, compare=False
+    )
 
     @property
     def n_features(self) -> int:
@@ -77,9 +89,40 @@ class Model:
     def predict_proba(self, X: Any) -> Array:
         """ŷ = σ(Z2) (1, m) for raw features X (n_x, m); standardization applied."""
         X = check_features(X, n_x=self.n_features)
-        Xa = augmented_rows(X, self.standardization, self.params.theta.dtype).T
-        Z2 = logits(self.params, Xa, self.activation)
-        return sigmoid(Z2, out=Z2)
+        m = X.shape[1]
+        if m > SMALL_BATCH:
+            Xa = augmented_rows(X, self.standardization, self.params.theta.dtype).T
+            A2 = np.empty((1, m), self.params.theta.dtype)
+            logits(self.params, Xa, self.activation, A2)
+            return A2
+        ws, Xa, Z2 = self._small_buffers(m)
+        n_x = self.n_features
+        if self.standardization is None:
+            Xa[:n_x] = X
+        else:  # the same (x - mean) / scale as Standardization.transform
+            np.subtract(X, self.standardization.mean, out=Xa[:n_x])
+            np.divide(Xa[:n_x], self.standardization.scale, out=Xa[:n_x])
+        ws.forward(self.params, Xa, Z2, self.activation)
+        return ws.A2.copy()
+
+    def _small_buffers(self, m: int) -> tuple[Workspace, Array, Array]:
+        """This thread's workspace, [X; 1] and Z2 buffers for m columns."""
+        cache: dict[int, tuple[Workspace, Array, Array]] | None = getattr(
+            self._buffers, "by_width", None
+        )
+        if cache is None:
+            cache = self._buffers.by_width = {}
+        found = cache.get(m)
+        if found is None:
+            P, dtype = self.params, self.params.theta.dtype
+            Xa = np.empty((P.n_x + 1, m), dtype)
+            Xa[P.n_x] = 1
+            found = cache[m] = (
+                Workspace(P.n_x, P.n_h, m, dtype, backward=False),
+                Xa,
+                np.empty((1, m), dtype),
+            )
+        return found
 
     def predict(self, X: Any, threshold: float = 0.5) -> list[Label]:
         """The class of each column: the positive class where ŷ ≥ threshold."""

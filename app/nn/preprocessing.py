@@ -18,6 +18,23 @@ Label = bool | int | float | str
 
 def check_features(X: Any, *, n_x: int | None = None, name: str = "X") -> Array:
     """X as a finite floating (n_x, m) array, or a clear ValueError."""
+    # a float array, the common case, skips the conversions
+    arr = X if isinstance(X, np.ndarray) and X.dtype.kind == "f" else _as_numbers(X, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_x, m), got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one feature and one sample, got {arr.shape}")
+    if n_x is not None and arr.shape[0] != n_x:
+        raise ValueError(f"{name} must have {n_x} features (rows), got {arr.shape[0]}")
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} must be finite: found {arr[tuple(bad)]} at feature {bad[0]}, sample {bad[1]}"
+        )
+    return arr
+
+
+def _as_numbers(X: Any, name: str) -> Array:
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
@@ -28,19 +45,8 @@ def check_features(X: Any, *, n_x: int | None = None, name: str = "X") -> Array:
         raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_x, m), got shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature and one sample, got {arr.shape}")
-    if n_x is not None and arr.shape[0] != n_x:
-        raise ValueError(f"{name} must have {n_x} features (rows), got {arr.shape[0]}")
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(
-            f"{name} must be finite: found {arr[tuple(bad)]} at feature {bad[0]}, sample {bad[1]}"
-        )
     return arr
 
 

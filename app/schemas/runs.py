@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, model_validator
 
+from app.core.ids import sample_dataset_id
 from app.core.settings import get_settings
 from app.schemas.common import Label, Schema
 
@@ -58,9 +59,15 @@ class RunCreate(Schema):
         json_schema_extra={
             "examples": [
                 {
-                    "dataset_id": "paste the id from POST /datasets/samples",
+                    # the id POST /datasets/samples gives its own example
+                    "dataset_id": sample_dataset_id("moons", 400, 0.1, 0),
                     "name": "moons, 16 relu units",
-                    "hyperparameters": {"hidden_units": 16, "epochs": 200, "learning_rate": 0.3},
+                    "hyperparameters": {
+                        "hidden_units": 16,
+                        "epochs": 200,
+                        "learning_rate": 0.3,
+                        "seed": 0,
+                    },
                 }
             ]
         },

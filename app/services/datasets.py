@@ -6,7 +6,6 @@ import codecs
 import csv
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
@@ -15,6 +14,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from app.core.errors import DatasetInUse, Invalid, NotFound
+from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.db.models import Dataset, Run
 from app.db.session import Database
@@ -36,6 +36,7 @@ class DatasetArrays:
 def _store(
     *,
     db: Database,
+    dataset_id: str | None = None,
     name: str,
     X: np.ndarray,
     labels: Sequence[Label],
@@ -55,7 +56,7 @@ def _store(
     digest.update(codes.tobytes())
     n = int(codes.sum())
     dataset = Dataset(
-        id=str(uuid.uuid4()),
+        id=dataset_id or new_id(),
         name=name,
         n_samples=X.shape[0],
         n_features=X.shape[1],
@@ -89,16 +90,25 @@ def create_dataset(
 
 def create_sample_dataset(
     *, db: Database, kind: str, n_samples: int, noise: float, seed: int, name: str | None
-) -> Dataset:
+) -> tuple[Dataset, bool]:
+    """The generated dataset and whether it was created now: the same parameters
+    always give the same dataset and id, so asking again returns the existing one."""
+    dataset_id = sample_dataset_id(kind, n_samples, noise, seed)
+    with db.read() as session:
+        existing = session.get(Dataset, dataset_id)
+        if existing is not None:
+            return existing, False
     X, Y = make_samples(kind, n_samples, noise=noise, rng=np.random.default_rng(seed))  # type: ignore[arg-type]
     labels = [int(v) for v in Y.ravel()]
-    return _store(
+    dataset = _store(
         db=db,
+        dataset_id=dataset_id,
         name=name or f"{kind} ({n_samples} samples, noise {noise}, seed {seed})",
         X=X.T,
         labels=labels,
         feature_names=["x0", "x1"],
     )
+    return dataset, True
 
 
 def create_dataset_from_csv(

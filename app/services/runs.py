@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel
+from app.core.ids import new_id
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, StoredModel
@@ -50,7 +50,7 @@ def create_run(
         if init_from_run_id is not None:
             _check_warm_start(session, init_from_run_id, dataset, hp)
     run = Run(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         name=name,
         dataset_id=dataset_id,
         init_from_run_id=init_from_run_id,

@@ -23,7 +23,7 @@ from tests.service.conftest import RecordingExecutor
 
 
 def new_run(db: Database, settings: Settings, **hyperparameters: Any) -> tuple[str, str]:
-    dataset = datasets.create_sample_dataset(
+    dataset, _ = datasets.create_sample_dataset(
         db=db, kind="moons", n_samples=300, noise=0.1, seed=0, name=None
     )
     hp = {"epochs": 40, "seed": 5, "batch_size": 16, **hyperparameters}
