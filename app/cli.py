@@ -1,4 +1,4 @@
-"""The `twolayer` command: serve, migrate (worker comes with the celery executor)."""
+"""The `twolayer` command: serve, worker, migrate."""
 
 from __future__ import annotations
 
@@ -27,6 +27,29 @@ def serve(host: str, port: int) -> None:
     )
 
 
+def worker(concurrency: int) -> None:
+    """A Celery worker: `concurrency` processes, one training at a time in each."""
+    from app.worker.celery_app import QUEUE, celery
+
+    settings = get_settings()
+    if celery is None or settings.executor != "celery":
+        raise SystemExit(
+            "twolayer worker: set TWOLAYER_EXECUTOR=celery and TWOLAYER_BROKER_URL "
+            "(the local executor starts its workers itself)"
+        )
+    celery.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            "--prefetch-multiplier=1",
+            f"--queues={QUEUE}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
 def migrate() -> None:
     from app.db.migrate import upgrade
 
@@ -40,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="serve the API")
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
+    worker_parser = commands.add_parser("worker", help="a Celery worker (TWOLAYER_EXECUTOR=celery)")
+    worker_parser.add_argument("--concurrency", type=int, default=1)
     commands.add_parser("migrate", help="alembic upgrade head on TWOLAYER_DATABASE_URL")
     args = parser.parse_args(argv)
     configure_logging()
@@ -50,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         serve(args.host, args.port)
+    elif args.command == "worker":
+        worker(args.concurrency)
     elif args.command == "migrate":
         migrate()
     return 0

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     history_flush_seconds: float = Field(1.0, ge=0)
     max_attempts: int = Field(3, ge=1)
     sweep_interval_seconds: float = Field(2.0, gt=0)
+    redeliver_after_seconds: float = Field(60.0, gt=0)
     model_cache_size: int = Field(256, ge=1)
 
     @model_validator(mode="after")

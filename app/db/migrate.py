@@ -1,13 +1,27 @@
-"""Run Alembic from the installed package, whatever the working directory."""
+"""Run Alembic from the installed package, whatever the working directory.
+
+Migrations are safe when several processes run them at once (compose starts
+a `migrate` service, and `twolayer serve` migrates SQLite itself): they take
+a PostgreSQL advisory lock, or a file lock beside a SQLite database, so one
+process migrates and the others then find the schema at head.
+"""
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 
 import app
 from alembic import command
+from app.db.session import make_engine
+
+ADVISORY_LOCK_KEY = 0x74776F6C  # "twol"
 
 
 def migrations_dir() -> Path:
@@ -21,21 +35,54 @@ def migrations_dir() -> Path:
     raise RuntimeError(f"migration scripts not found beside {package}")
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
     return config
 
 
+@contextmanager
+def _exclusive(database_url: str) -> Iterator[Connection]:
+    """A connection held by one migrating process at a time."""
+    url = make_url(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            if url.get_backend_name() == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
+                connection.commit()
+                try:
+                    yield connection
+                finally:
+                    connection.rollback()
+                    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
+                    connection.commit()
+            elif url.database and url.database != ":memory:":
+                with open(f"{url.database}.migrate-lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    yield connection
+            else:
+                yield connection
+    finally:
+        engine.dispose()
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    with _exclusive(database_url) as connection:
+        command.upgrade(alembic_config(database_url, connection), revision)
+        connection.commit()
 
 
 def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+    with _exclusive(database_url) as connection:
+        command.downgrade(alembic_config(database_url, connection), revision)
+        connection.commit()
 
 
 def check(database_url: str) -> None:
     """Raise if the models and the migrations disagree (`alembic check`)."""
-    command.check(alembic_config(database_url))
+    with _exclusive(database_url) as connection:
+        command.check(alembic_config(database_url, connection))

@@ -20,6 +20,7 @@ from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model
 from app.worker.executor import Executor
+from app.worker.sweeper import deliver
 
 
 def create_run(
@@ -64,7 +65,7 @@ def create_run(
     )
     with db.write() as session:
         session.add(run)
-    executor.submit(run.id)
+    deliver(db=db, submit=executor.submit, run_id=run.id)
     return run
 
 

@@ -1,8 +1,10 @@
 """Executors deliver run ids to workers; the database stays the source of truth.
 
-`local` (the default) starts worker processes from the API process itself:
-training never runs in the event loop or in an API thread. A sweeper thread
-re-queues runs whose lease expired and restarts workers that died.
+One interface, chosen by TWOLAYER_EXECUTOR:
+- `local` (the default) starts worker processes from the API process itself:
+  training never runs in the event loop or in an API thread;
+- `celery` sends ids to Celery workers on any number of hosts, through Redis.
+Both run a sweeper in the API process (app.worker.sweeper).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import socket
-import threading
 import uuid
 from multiprocessing.context import SpawnProcess
 from typing import Any, Protocol
@@ -25,7 +26,9 @@ log = logging.getLogger("twolayer.executor")
 class Executor(Protocol):
     def start(self) -> None: ...
 
-    def submit(self, run_id: str) -> None: ...
+    def submit(self, run_id: str) -> None:
+        """Hand a run id to the workers; raises if it cannot (the sweeper retries)."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -78,21 +81,24 @@ class LocalExecutor:
         self._queue: Any = None
         self._stopping: Any = None
         self._workers: list[SpawnProcess] = []
-        self._sweeper: threading.Thread | None = None
-        self._halt = threading.Event()
+        self._sweeper: Any = None
+        self._halting = False
 
     def start(self) -> None:
         from app.db.session import Database
-        from app.worker.job import queued_run_ids
+        from app.worker.sweeper import Sweeper, deliver, undelivered_run_ids
 
         self._queue = self._ctx.Queue()
         self._stopping = self._ctx.Event()
         self._db = Database(self.settings.database_url)
         for _ in range(self.settings.local_workers):
             self._workers.append(self._spawn())
-        for run_id in queued_run_ids(db=self._db):  # queued before a restart
-            self.submit(run_id)
-        self._sweeper = threading.Thread(target=self._sweep, name="twolayer-sweeper", daemon=True)
+        # ids in the old in-memory queue died with the old process
+        for run_id in undelivered_run_ids(db=self._db, older_than=0):
+            deliver(db=self._db, submit=self.submit, run_id=run_id)
+        self._sweeper = Sweeper(
+            db=self._db, settings=self.settings, submit=self.submit, extra=self._restart_dead
+        )
         self._sweeper.start()
 
     def _spawn(self) -> SpawnProcess:
@@ -105,32 +111,25 @@ class LocalExecutor:
         process.start()
         return process
 
+    def _restart_dead(self) -> None:
+        for i, process in enumerate(self._workers):
+            if not process.is_alive() and not self._halting:
+                log.warning(
+                    "worker %s exited (%s); starting another", process.pid, process.exitcode
+                )
+                self._workers[i] = self._spawn()
+
     def submit(self, run_id: str) -> None:
         self._queue.put(run_id)
-
-    def _sweep(self) -> None:
-        from app.worker.job import requeue_expired
-
-        while not self._halt.wait(self.settings.sweep_interval_seconds):
-            try:
-                for run_id in requeue_expired(db=self._db, max_attempts=self.settings.max_attempts):
-                    log.warning("run %s lost its worker; re-queued", run_id)
-                    self.submit(run_id)
-                for i, process in enumerate(self._workers):
-                    if not process.is_alive() and not self._halt.is_set():
-                        log.warning(
-                            "worker %s exited (%s); starting another", process.pid, process.exitcode
-                        )
-                        self._workers[i] = self._spawn()
-            except Exception:
-                log.exception("sweep failed")
 
     def problem(self) -> str | None:
         alive = sum(p.is_alive() for p in self._workers)
         return None if alive else "no local worker process is alive"
 
     def stop(self) -> None:
-        self._halt.set()
+        self._halting = True
+        if self._sweeper is not None:
+            self._sweeper.stop()
         if self._stopping is not None:
             self._stopping.set()
         for _ in self._workers:
@@ -139,12 +138,47 @@ class LocalExecutor:
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
+        self._db.dispose()
+
+
+class CeleryExecutor:
+    """Run ids go to Celery (Redis); `twolayer worker` processes train them."""
+
+    def __init__(self, settings: Settings) -> None:
+        from app.worker.celery_app import make_celery
+
+        self.settings = settings
+        self.celery = make_celery(settings)
+        self._sweeper: Any = None
+
+    def start(self) -> None:
+        from app.db.session import Database
+        from app.worker.sweeper import Sweeper
+
+        self._db = Database(self.settings.database_url)
+        self._sweeper = Sweeper(db=self._db, settings=self.settings, submit=self.submit)
+        self._sweeper.start()
+
+    def submit(self, run_id: str) -> None:
+        from app.worker.celery_app import send_run
+
+        send_run(self.celery, run_id)
+
+    def problem(self) -> str | None:
+        try:
+            with self.celery.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+        except Exception as exc:
+            return f"broker: {type(exc).__name__}"
+        return None
+
+    def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
+            self._sweeper.stop()
         self._db.dispose()
 
 
 def make_executor(settings: Settings) -> Executor:
-    if settings.executor == "local":
-        return LocalExecutor(settings)
-    raise NotImplementedError("the celery executor comes with the scale-out work")
+    if settings.executor == "celery":
+        return CeleryExecutor(settings)
+    return LocalExecutor(settings)

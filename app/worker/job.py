@@ -314,8 +314,7 @@ def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
             metrics=metrics,
             best_epoch=result.best_epoch,
             finished_at=utcnow(),
-            lease_owner=None,
-            lease_expires_at=None,
+            lease_expires_at=None,  # lease_owner stays: the worker that finished it
         )
         reporter.flush_history(session)
         if status != "failed":

@@ -3,13 +3,18 @@ its ASGI interface, and either real local worker processes or a recording execut
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from app.core.settings import Settings, configure
 from app.db.migrate import upgrade
@@ -50,9 +55,39 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**{"database_url": url, **FAST, **overrides})
 
 
+# Every test of the service runs on SQLite, and on PostgreSQL too when
+# TWOLAYER_TEST_POSTGRES_URL is set (CI sets it).
+BACKENDS = ["sqlite", *(["postgres"] if os.environ.get("TWOLAYER_TEST_POSTGRES_URL") else [])]
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped after it."""
+    admin_url = os.environ["TWOLAYER_TEST_POSTGRES_URL"]
+    name = f"twolayer_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'twolayer.db'}"
+    else:
+        with fresh_postgres_database() as url:
+            yield url
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Iterator[Settings]:
-    s = make_settings(tmp_path)
+def settings(database_url: str) -> Iterator[Settings]:
+    s = Settings(**{"database_url": database_url, **FAST})
     upgrade(s.database_url)
     yield s
     configure(None)

@@ -114,3 +114,39 @@ def test_sqlite_is_wal_and_concurrent_writers_never_hit_database_is_locked(tmp_p
             assert s.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 241
     finally:
         db.dispose()
+
+
+def test_migrations_both_ways_on_every_backend(database_url: str) -> None:
+    upgrade(database_url)
+    check(database_url)
+    downgrade(database_url, "base")
+    assert tables(database_url) == {"alembic_version"}
+    upgrade(database_url)
+    check(database_url)
+
+
+def test_two_processes_migrating_at_once_both_succeed(database_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "TWOLAYER_DATABASE_URL": database_url}
+    processes = [
+        subprocess.Popen(
+            [TWOLAYER, "migrate"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    check(database_url)
+    db = Database(database_url)
+    try:
+        with db.read() as s:
+            assert s.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+                "0002"
+            ]
+    finally:
+        db.dispose()

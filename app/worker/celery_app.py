@@ -1,0 +1,121 @@
+"""The Celery side of the `celery` executor.
+
+The database lease, not Celery, decides who trains a run: messages are acked
+late and re-delivered when a worker is lost, and a duplicate is dropped by
+the claim. One training at a time per worker process, prefetch 1.
+
+`twolayer worker` runs `celery worker` on `celery` below (built from the
+environment's settings). Each worker process also runs a sweeper thread, so
+a lost worker's run is re-queued and resumed within a lease, without waiting
+for the broker's visibility timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from app.core.settings import Settings, get_settings
+
+log = logging.getLogger("twolayer.celery")
+TASK = "twolayer.train_run"
+QUEUE = "twolayer"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("twolayer", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,  # a message is acked when its training has ended
+        task_reject_on_worker_lost=True,  # a killed worker's message goes back
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        task_default_queue=QUEUE,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker outlives a broker restart
+        # lost workers are found by the database lease long before this
+        broker_transport_options={"visibility_timeout": 6 * 3600},
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    app.task(name=TASK, acks_late=True, reject_on_worker_lost=True)(train_run)
+    return app
+
+
+def send_run(app: Celery, run_id: str) -> None:
+    """Publish once, without Celery's own retries: if the broker is down the run
+    stays undelivered in the database and the sweeper sends it later."""
+    app.send_task(TASK, args=[run_id], queue=QUEUE, retry=False)
+
+
+# ------------------------------------------------------------- worker side
+
+_state: dict[str, Any] = {}
+
+
+def _worker_database() -> Any:
+    """One engine per worker process, made after the fork."""
+    from app.db.session import Database
+
+    if "db" not in _state or _state.get("pid") != os.getpid():
+        _state["db"] = Database(get_settings().database_url)
+        _state["pid"] = os.getpid()
+    return _state["db"]
+
+
+def train_run(run_id: str) -> str:
+    from app.worker.executor import worker_identity
+    from app.worker.job import execute_run
+
+    parent = os.getppid()
+    outcome = execute_run(
+        db=_worker_database(),
+        settings=get_settings(),
+        run_id=run_id,
+        owner=worker_identity(),
+        # a pool process whose worker died stops: it must not train as an orphan
+        should_stop=lambda: os.getppid() != parent,
+    )
+    log.info("run %s: %s", run_id, outcome)
+    return outcome
+
+
+def _on_process_init(**_: Any) -> None:
+    _state.clear()
+
+
+def _on_worker_ready(**_: Any) -> None:
+    from app.worker.sweeper import Sweeper
+
+    settings = get_settings()
+    app = _state["app"] = make_celery(settings)
+    sweeper = Sweeper(
+        db=_worker_database(), settings=settings, submit=lambda run_id: send_run(app, run_id)
+    )
+    sweeper.start()
+    _state["sweeper"] = sweeper
+
+
+def _on_worker_shutdown(**_: Any) -> None:
+    sweeper = _state.pop("sweeper", None)
+    if sweeper is not None:
+        sweeper.stop()
+
+
+worker_process_init.connect(_on_process_init)
+worker_ready.connect(_on_worker_ready)
+worker_shutdown.connect(_on_worker_shutdown)
+
+
+def _from_environment() -> Celery | None:
+    settings = get_settings()
+    return make_celery(settings) if settings.broker_url else None
+
+
+celery = _from_environment()
