@@ -41,7 +41,7 @@ class RecordingExecutor:
         return None
 
 
-FAST = {
+FAST: dict[str, Any] = {
     "lease_seconds": 3.0,
     "heartbeat_seconds": 0.2,
     "sweep_interval_seconds": 0.3,
