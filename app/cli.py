@@ -8,6 +8,8 @@ import sys
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
 
 def serve(host: str, port: int) -> None:
     import uvicorn
@@ -15,6 +17,12 @@ def serve(host: str, port: int) -> None:
     from app.db.migrate import upgrade
 
     settings = get_settings()
+    if settings.auth == "off" and host not in LOOPBACK and not host.startswith("127."):
+        raise SystemExit(
+            f"twolayer serve: refusing to serve without authentication on {host}; "
+            "set TWOLAYER_AUTH=required (and create keys with `twolayer keys create`), "
+            "or bind to 127.0.0.1"
+        )
     if settings.is_sqlite:  # the embedded default migrates itself
         upgrade(settings.database_url)
     uvicorn.run(
@@ -51,6 +59,26 @@ def worker(concurrency: int, name: str | None) -> None:
     )
 
 
+def keys(action: str, owner: str | None) -> None:
+    from app.db.session import Database
+    from app.services import keys as service
+
+    db = Database(get_settings().database_url)
+    try:
+        if action == "create":
+            assert owner is not None
+            print(service.create_key(db=db, owner=owner))
+        elif action == "revoke":
+            assert owner is not None
+            print(f"revoked {service.revoke_keys(db=db, owner=owner)} key(s) of {owner}")
+        else:
+            for key in service.list_keys(db=db):
+                state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "live"
+                print(f"{key.owner}\ttl_{key.prefix}…\t{key.created_at:%Y-%m-%d %H:%M}\t{state}")
+    finally:
+        db.dispose()
+
+
 def migrate() -> None:
     from app.db.migrate import upgrade
 
@@ -68,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     worker_parser.add_argument("--concurrency", type=int, default=1, help="processes (default 1)")
     worker_parser.add_argument("--name", help="Celery node name, e.g. worker1@%%h")
     commands.add_parser("migrate", help="alembic upgrade head on TWOLAYER_DATABASE_URL")
+    keys_parser = commands.add_parser("keys", help="API keys (TWOLAYER_AUTH=required)")
+    key_actions = keys_parser.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="print a new key for OWNER, once")
+    create.add_argument("--owner", required=True)
+    revoke = key_actions.add_parser("revoke", help="revoke every key of OWNER")
+    revoke.add_argument("--owner", required=True)
+    key_actions.add_parser("list", help="owners, key prefixes, states")
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -79,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.host, args.port)
     elif args.command == "worker":
         worker(args.concurrency, args.name)
+    elif args.command == "keys":
+        keys(args.action, getattr(args, "owner", None))
     elif args.command == "migrate":
         migrate()
     return 0

@@ -16,10 +16,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import app as package
 from app.api import datasets, health, predict, runs
+from app.api.auth import KeyCache
 from app.core.errors import DomainError, TooLarge, problem
 from app.core.logging import configure_logging
 from app.core.settings import Settings, configure, get_settings
 from app.db.session import Database
+from app.schemas.common import Problem
 from app.services.runs import ModelCache
 from app.worker.executor import Executor, make_executor
 
@@ -55,7 +57,9 @@ def problem_response(
 
 async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem_response(exc.status, exc.title, exc.detail, type_=exc.type, errors=exc.errors)
+    return problem_response(
+        exc.status, exc.title, exc.detail, type_=exc.type, errors=exc.errors, headers=exc.headers
+    )
 
 
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -95,6 +99,48 @@ async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
 async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem_response(500, "Internal server error", "an unexpected error occurred")
+
+
+PROBLEM_TITLES = {
+    400: "Malformed JSON or body",
+    401: "No valid API key",
+    404: "Not found (or another owner's)",
+    409: "Conflict",
+    413: "Body too large",
+    422: "Invalid input",
+    429: "Too many queued or running runs",
+}
+
+
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every error answer is problem+json; say so, and list the ones every
+    operation can give (401 when secured, 400/413/422 with a body)."""
+    spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+        Problem.model_json_schema()
+    )
+    problem_content = {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            statuses = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
+            if operation.get("security"):
+                statuses.add(401)
+            if "requestBody" in operation:
+                statuses |= {400, 413, 422}
+            if operation.get("parameters"):
+                statuses.add(422)
+            if method == "post" and path == "/runs":
+                statuses.add(429)
+            for status in sorted(statuses):
+                responses[str(status)] = {
+                    "description": PROBLEM_TITLES.get(status, "Error"),
+                    "content": problem_content,
+                }
+    spec["components"]["schemas"].pop("HTTPValidationError", None)
+    spec["components"]["schemas"].pop("ValidationError", None)
+    return spec
 
 
 class BodyLimit:
@@ -182,6 +228,7 @@ def create_app(
         app.state.settings = settings
         app.state.db = Database(settings.database_url)
         app.state.model_cache = ModelCache(settings.model_cache_size)
+        app.state.key_cache = KeyCache()
         app.state.executor = executor_factory(settings)
         app.state.executor.start()
         try:
@@ -211,11 +258,13 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=[*app.routes, *predict.docs.routes],
+            app.openapi_schema = document_problems(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=[*app.routes, *predict.docs.routes],
+                )
             )
         return app.openapi_schema
 

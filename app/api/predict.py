@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from typing import TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.routing import Route
 
+from app.api.auth import bearer, owner_of
 from app.api.deps import get_predictor
 from app.schemas.common import problems
 from app.schemas.predict import PredictRequest, PredictResponse, RunPredictRequest
@@ -44,11 +45,13 @@ def json_response(result: prediction.Prediction) -> Response:
 
 
 async def predict(request: Request) -> Response:
+    owner = await owner_of(request)
     body = await parse_body(request, PredictRequest)
     predictor = get_predictor(request)
     result = await prediction.predict(
         db=predictor.db,
         cache=predictor.cache,
+        owner=owner,
         run_id=body.run_id,
         instances=body.instances,
         threshold=body.threshold,
@@ -57,11 +60,13 @@ async def predict(request: Request) -> Response:
 
 
 async def predict_run(request: Request) -> Response:
+    owner = await owner_of(request)
     body = await parse_body(request, RunPredictRequest)
     predictor = get_predictor(request)
     result = await prediction.predict(
         db=predictor.db,
         cache=predictor.cache,
+        owner=owner,
         run_id=request.path_params["run_id"],
         instances=body.instances,
         threshold=body.threshold,
@@ -76,7 +81,7 @@ routes = [
 
 # ------------------------------------------------------------ OpenAPI only
 
-docs = APIRouter(tags=["prediction"])
+docs = APIRouter(tags=["prediction"], dependencies=[Security(bearer)])
 
 
 @docs.post("/predict", responses=problems(404, 409, 422))

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from app.api.auth import OwnerDep
 from app.api.deps import (
     CacheDep,
     DatabaseDep,
@@ -16,6 +17,7 @@ from app.api.deps import (
     Offset,
     SettingsDep,
 )
+from app.core.ids import ID_PATTERN
 from app.schemas.common import Page, problems
 from app.schemas.runs import ModelRead, RunCreate, RunHistory, RunRead, run_read
 from app.services import runs as service
@@ -30,6 +32,7 @@ async def create_run(
     body: RunCreate,
     response: Response,
     db: DatabaseDep,
+    owner: OwnerDep,
     settings: SettingsDep,
     executor: ExecutorDep,
 ) -> RunRead:
@@ -39,6 +42,7 @@ async def create_run(
         db=db,
         settings=settings,
         executor=executor,
+        owner=owner,
         dataset_id=body.dataset_id,
         name=body.name,
         init_from_run_id=body.init_from_run_id,
@@ -51,25 +55,32 @@ async def create_run(
 @router.get("")
 async def list_runs(
     db: DatabaseDep,
+    owner: OwnerDep,
     status: Annotated[Status | None, Query()] = None,
-    dataset_id: Annotated[str | None, Query(max_length=64)] = None,
+    dataset_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[RunRead]:
     items, total = await asyncio.to_thread(
-        service.list_runs, db=db, status=status, dataset_id=dataset_id, limit=limit, offset=offset
+        service.list_runs,
+        db=db,
+        owner=owner,
+        status=status,
+        dataset_id=dataset_id,
+        limit=limit,
+        offset=offset,
     )
     return Page[RunRead](items=[run_read(r) for r in items], total=total)
 
 
 @router.get("/{run_id}", responses=ERRORS)
-async def get_run(run_id: str, db: DatabaseDep) -> RunRead:
-    return run_read(await asyncio.to_thread(service.get_run, db=db, run_id=run_id))
+async def get_run(run_id: str, db: DatabaseDep, owner: OwnerDep) -> RunRead:
+    return run_read(await asyncio.to_thread(service.get_run, db=db, owner=owner, run_id=run_id))
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-async def delete_run(run_id: str, db: DatabaseDep, cache: CacheDep) -> Response:
-    await asyncio.to_thread(service.delete_run, db=db, cache=cache, run_id=run_id)
+async def delete_run(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> Response:
+    await asyncio.to_thread(service.delete_run, db=db, cache=cache, owner=owner, run_id=run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -77,10 +88,15 @@ async def delete_run(run_id: str, db: DatabaseDep, cache: CacheDep) -> Response:
 async def get_history(
     run_id: str,
     db: DatabaseDep,
-    since: Annotated[int | None, Query(ge=0, description="only epochs after this one")] = None,
+    owner: OwnerDep,
+    since: Annotated[
+        int | None, Query(ge=0, le=2**31 - 1, description="only epochs after this one")
+    ] = None,
 ) -> RunHistory:
     """Per-epoch figures, columnar."""
-    history = await asyncio.to_thread(service.get_history, db=db, run_id=run_id, since=since)
+    history = await asyncio.to_thread(
+        service.get_history, db=db, owner=owner, run_id=run_id, since=since
+    )
     return RunHistory.model_validate(history, from_attributes=True)
 
 
@@ -89,12 +105,12 @@ async def get_history(
     responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
     response_class=StreamingResponse,
 )
-async def run_events(run_id: str, db: DatabaseDep) -> StreamingResponse:
+async def run_events(run_id: str, db: DatabaseDep, owner: OwnerDep) -> StreamingResponse:
     """Server-sent events: `progress` as epochs pass, then `end` with the final status."""
-    await asyncio.to_thread(service.get_run, db=db, run_id=run_id)  # 404 before streaming
+    await asyncio.to_thread(service.get_run, db=db, owner=owner, run_id=run_id)  # 404 first
 
     async def stream() -> AsyncIterator[str]:
-        async for event in service.watch_run(db=db, run_id=run_id):
+        async for event in service.watch_run(db=db, owner=owner, run_id=run_id):
             name = event.pop("event")
             yield f"event: {name}\ndata: {json.dumps(event)}\n\n"
 
@@ -104,16 +120,18 @@ async def run_events(run_id: str, db: DatabaseDep) -> StreamingResponse:
 
 
 @router.post("/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)
-async def cancel_run(run_id: str, db: DatabaseDep) -> RunRead:
+async def cancel_run(run_id: str, db: DatabaseDep, owner: OwnerDep) -> RunRead:
     """Stop a run: it ends `cancelled` within an epoch (or about a second) and keeps
     the last epoch's weights. 409 if it has already ended."""
-    return run_read(await asyncio.to_thread(service.cancel_run, db=db, run_id=run_id))
+    return run_read(await asyncio.to_thread(service.cancel_run, db=db, owner=owner, run_id=run_id))
 
 
 @router.get("/{run_id}/model", responses=ERRORS)
-async def get_model(run_id: str, db: DatabaseDep, cache: CacheDep) -> ModelRead:
+async def get_model(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> ModelRead:
     """The weights, in the standardized feature space; 409 while the run has none."""
-    model = await asyncio.to_thread(service.get_model, db=db, cache=cache, run_id=run_id)
+    model = await asyncio.to_thread(
+        service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
+    )
     return ModelRead(run_id=run_id, **service.model_arrays(model))
 
 
@@ -122,9 +140,11 @@ async def get_model(run_id: str, db: DatabaseDep, cache: CacheDep) -> ModelRead:
     responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
     response_class=Response,
 )
-async def get_model_npz(run_id: str, db: DatabaseDep, cache: CacheDep) -> Response:
+async def get_model_npz(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> Response:
     """The same arrays as a NumPy .npz file (load with allow_pickle=False)."""
-    model = await asyncio.to_thread(service.get_model, db=db, cache=cache, run_id=run_id)
+    model = await asyncio.to_thread(
+        service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
+    )
     return Response(
         service.model_npz(model),
         media_type="application/octet-stream",

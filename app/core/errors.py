@@ -12,10 +12,17 @@ class DomainError(Exception):
     title: str = "Bad request"
     type: str = "about:blank"
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = headers
 
 
 class NotFound(DomainError):
@@ -36,6 +43,17 @@ class RunHasNoModel(Conflict):
 
 class RunEnded(Conflict):
     type = "/problems/run-ended"
+
+
+class Unauthorized(DomainError):
+    status, title, type = 401, "Unauthorized", "/problems/unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class TooManyRuns(DomainError):
+    status, title, type = 429, "Too many runs", "/problems/too-many-runs"
 
 
 class Invalid(DomainError):

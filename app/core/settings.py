@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     local_workers: int = Field(1, ge=1, le=64)
 
+    # "off" is for the embedded default bound to loopback only (twolayer serve
+    # refuses it on any other address); compose turns it on
+    auth: Literal["off", "required"] = "off"
+    key_cache_seconds: float = Field(5.0, ge=0)  # how long a verified key is trusted
+    max_active_runs_per_owner: int = Field(20, ge=1)  # queued + running (429 past it)
+    max_run_seconds: float = Field(6 * 3600.0, gt=0)  # a run's wall-clock limit
+
     # request and data limits
     max_body_bytes: int = Field(64 * MiB, ge=1024)
     max_upload_bytes: int = Field(64 * MiB, ge=1024)

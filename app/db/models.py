@@ -25,10 +25,29 @@ RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ENDED_STATUSES = ("succeeded", "failed", "cancelled")
 
 
-class Dataset(Base):
-    __tablename__ = "dataset"
+OWNER_LOCAL = "local"  # the owner of everything when auth is off
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; `prefix` finds the candidates."""
+
+    __tablename__ = "api_key"
+    __table_args__ = (Index(None, "prefix"), Index(None, "owner"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Dataset(Base):
+    __tablename__ = "dataset"
+    __table_args__ = (Index(None, "owner"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100), server_default=OWNER_LOCAL)
     name: Mapped[str] = mapped_column(String(200))
     n_samples: Mapped[int] = mapped_column(Integer)
     n_features: Mapped[int] = mapped_column(Integer)
@@ -50,9 +69,11 @@ class Run(Base):
         ),
         Index(None, "status", "lease_expires_at"),
         Index(None, "dataset_id"),
+        Index(None, "owner", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100), server_default=OWNER_LOCAL)
     name: Mapped[str | None] = mapped_column(String(200))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id", ondelete="RESTRICT"))
     init_from_run_id: Mapped[str | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))

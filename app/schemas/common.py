@@ -4,10 +4,17 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.ids import ID_PATTERN
+
 T = TypeVar("T")
 
+NO_NUL = r"^[^\x00]*$"  # text columns (PostgreSQL's above all) cannot hold NUL
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-Label = bool | int | str  # bool first, so JSON true stays True and never becomes 1
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="an id given by this API")]
+TextLabel = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
+Label = bool | int | TextLabel  # bool first, so JSON true stays True and never becomes 1
 
 
 class Schema(BaseModel):

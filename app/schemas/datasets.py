@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from app.core.settings import get_settings
 from app.nn import SAMPLE_KINDS
-from app.schemas.common import FiniteFloat, Label, Schema, check_rows
+from app.schemas.common import FiniteFloat, Label, Name, Schema, check_rows
 
 
 class DatasetCreate(Schema):
@@ -26,10 +26,10 @@ class DatasetCreate(Schema):
         }
     )
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     features: list[list[FiniteFloat]]
     labels: list[Label]
-    feature_names: list[str] | None = None
+    feature_names: list[Name] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetCreate:
@@ -82,7 +82,7 @@ class SampleDatasetCreate(Schema):
     n_samples: StrictInt = Field(400, ge=2)
     noise: FiniteFloat = Field(0.1, ge=0, le=10)
     seed: StrictInt = Field(0, ge=0, lt=2**63)
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Name | None = None
 
     @model_validator(mode="after")
     def _limit(self) -> SampleDatasetCreate:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.settings import get_settings
-from app.schemas.common import FiniteFloat, Label, Schema, check_rows
+from app.schemas.common import FiniteFloat, Id, Label, Schema, check_rows
 
 
 class RunPredictRequest(Schema):
@@ -40,7 +40,7 @@ class PredictRequest(RunPredictRequest):
         },
     )
 
-    run_id: str = Field(min_length=1, max_length=64)
+    run_id: Id
 
 
 class PredictResponse(BaseModel):

@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
 
 from app.core.ids import sample_dataset_id
 from app.core.settings import get_settings
-from app.schemas.common import Label, Schema
+from app.db.models import OWNER_LOCAL
+from app.schemas.common import Id, Label, Name, Schema
 
 StrictFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
@@ -59,8 +60,8 @@ class RunCreate(Schema):
         json_schema_extra={
             "examples": [
                 {
-                    # the id POST /datasets/samples gives its own example
-                    "dataset_id": sample_dataset_id("moons", 400, 0.1, 0),
+                    # the id POST /datasets/samples gives its own example (auth off)
+                    "dataset_id": sample_dataset_id(OWNER_LOCAL, "moons", 400, 0.1, 0),
                     "name": "moons, 16 relu units",
                     "hyperparameters": {
                         "hidden_units": 16,
@@ -73,9 +74,9 @@ class RunCreate(Schema):
         },
     )
 
-    dataset_id: str = Field(min_length=1, max_length=64)
-    name: str | None = Field(None, min_length=1, max_length=200)
-    init_from_run_id: str | None = Field(None, min_length=1, max_length=64)
+    dataset_id: Id
+    name: Name | None = None
+    init_from_run_id: Id | None = None
     hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
 
 

@@ -8,13 +8,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from sqlalchemy import func, select
 
 from app.core.errors import DatasetInUse, Invalid, NotFound
-from app.core.ids import new_id, sample_dataset_id
+from app.core.ids import is_id, new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.db.models import Dataset, Run
 from app.db.session import Database
@@ -36,6 +36,7 @@ class DatasetArrays:
 def _store(
     *,
     db: Database,
+    owner: str,
     dataset_id: str | None = None,
     name: str,
     X: np.ndarray,
@@ -57,6 +58,7 @@ def _store(
     n = int(codes.sum())
     dataset = Dataset(
         id=dataset_id or new_id(),
+        owner=owner,
         name=name,
         n_samples=X.shape[0],
         n_features=X.shape[1],
@@ -74,6 +76,7 @@ def _store(
 def create_dataset(
     *,
     db: Database,
+    owner: str,
     name: str,
     features: list[list[float]],
     labels: Sequence[Label],
@@ -81,6 +84,7 @@ def create_dataset(
 ) -> Dataset:
     return _store(
         db=db,
+        owner=owner,
         name=name,
         X=np.asarray(features, np.float64),
         labels=labels,
@@ -89,11 +93,18 @@ def create_dataset(
 
 
 def create_sample_dataset(
-    *, db: Database, kind: str, n_samples: int, noise: float, seed: int, name: str | None
+    *,
+    db: Database,
+    owner: str,
+    kind: str,
+    n_samples: int,
+    noise: float,
+    seed: int,
+    name: str | None,
 ) -> tuple[Dataset, bool]:
     """The generated dataset and whether it was created now: the same parameters
     always give the same dataset and id, so asking again returns the existing one."""
-    dataset_id = sample_dataset_id(kind, n_samples, noise, seed)
+    dataset_id = sample_dataset_id(owner, kind, n_samples, noise, seed)
     with db.read() as session:
         existing = session.get(Dataset, dataset_id)
         if existing is not None:
@@ -102,6 +113,7 @@ def create_sample_dataset(
     labels = [int(v) for v in Y.ravel()]
     dataset = _store(
         db=db,
+        owner=owner,
         dataset_id=dataset_id,
         name=name or f"{kind} ({n_samples} samples, noise {noise}, seed {seed})",
         X=X.T,
@@ -114,6 +126,7 @@ def create_sample_dataset(
 def create_dataset_from_csv(
     *,
     db: Database,
+    owner: str,
     settings: Settings,
     name: str,
     file: IO[bytes],
@@ -188,7 +201,14 @@ def create_dataset_from_csv(
         check_labels(parsed)
     except ValueError as exc:
         raise Invalid(f"label column {label_name!r}: {exc}") from None
-    return _store(db=db, name=name, X=np.asarray(rows), labels=parsed, feature_names=feature_names)
+    return _store(
+        db=db,
+        owner=owner,
+        name=name,
+        X=np.asarray(rows),
+        labels=parsed,
+        feature_names=feature_names,
+    )
 
 
 def _csv_labels(labels: list[str]) -> list[Label]:
@@ -199,31 +219,35 @@ def _csv_labels(labels: list[str]) -> list[Label]:
         return list(labels)
 
 
-def list_datasets(*, db: Database, limit: int, offset: int) -> tuple[list[Dataset], int]:
+def list_datasets(
+    *, db: Database, owner: str, limit: int, offset: int
+) -> tuple[list[Dataset], int]:
+    mine = select(Dataset).where(Dataset.owner == owner)
     with db.read() as session:
-        total = session.scalar(select(func.count()).select_from(Dataset)) or 0
+        total = session.scalar(select(func.count()).select_from(mine.subquery())) or 0
         items = session.scalars(
-            select(Dataset)
-            .order_by(Dataset.created_at.desc(), Dataset.id)
-            .limit(limit)
-            .offset(offset)
+            mine.order_by(Dataset.created_at.desc(), Dataset.id).limit(limit).offset(offset)
         ).all()
         return list(items), total
 
 
-def get_dataset(*, db: Database, dataset_id: str) -> Dataset:
+def _owned(session: Any, dataset_id: str, owner: str) -> Dataset:
+    """The owner's dataset; another owner's answers exactly like a missing one."""
+    dataset = session.get(Dataset, dataset_id) if is_id(dataset_id) else None
+    if dataset is None or dataset.owner != owner:
+        raise NotFound(f"dataset {dataset_id} does not exist")
+    assert isinstance(dataset, Dataset)
+    return dataset
+
+
+def get_dataset(*, db: Database, owner: str, dataset_id: str) -> Dataset:
     with db.read() as session:
-        dataset = session.get(Dataset, dataset_id)
-        if dataset is None:
-            raise NotFound(f"dataset {dataset_id} does not exist")
-        return dataset
+        return _owned(session, dataset_id, owner)
 
 
-def delete_dataset(*, db: Database, dataset_id: str) -> None:
+def delete_dataset(*, db: Database, owner: str, dataset_id: str) -> None:
     with db.write() as session:
-        dataset = session.get(Dataset, dataset_id)
-        if dataset is None:
-            raise NotFound(f"dataset {dataset_id} does not exist")
+        dataset = _owned(session, dataset_id, owner)
         used = session.scalar(
             select(func.count()).select_from(Run).where(Run.dataset_id == dataset_id)
         )

@@ -48,13 +48,14 @@ async def predict(
     *,
     db: Database,
     cache: ModelCache,
+    owner: str,
     run_id: str,
     instances: list[list[float]],
     threshold: float,
 ) -> Prediction:
-    model = cache.get(run_id)
+    model = cache.get(run_id, owner)
     if model is None:
-        model = await asyncio.to_thread(get_model, db=db, cache=cache, run_id=run_id)
+        model = await asyncio.to_thread(get_model, db=db, cache=cache, owner=owner, run_id=run_id)
     if len(instances) <= INLINE_ROWS:
         return _forward(model, run_id, instances, threshold)
     return await asyncio.to_thread(_forward, model, run_id, instances, threshold)

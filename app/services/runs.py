@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, select, update
 
-from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel
-from app.core.ids import new_id
+from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns
+from app.core.ids import is_id, new_id
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, StoredModel
@@ -28,6 +28,7 @@ def create_run(
     db: Database,
     settings: Settings,
     executor: Executor,
+    owner: str,
     dataset_id: str,
     name: str | None,
     init_from_run_id: str | None,
@@ -40,8 +41,19 @@ def create_run(
         raise Invalid(str(exc)) from None
     with db.read() as session:
         dataset = session.get(Dataset, dataset_id)
-        if dataset is None:
+        if dataset is None or dataset.owner != owner:
             raise NotFound(f"dataset {dataset_id} does not exist")
+        active = session.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.owner == owner, Run.status.in_(("queued", "running")))
+        )
+        if active is not None and active >= settings.max_active_runs_per_owner:
+            raise TooManyRuns(
+                f"{active} runs are queued or running, the limit is "
+                f"{settings.max_active_runs_per_owner}; try again when one has ended",
+                headers={"Retry-After": "30"},
+            )
         work = dataset.n_samples * dataset.n_features * hp.hidden_units * hp.epochs
         if work > settings.max_work:
             raise Invalid(
@@ -49,9 +61,10 @@ def create_run(
                 f"is over the limit {settings.max_work:.3g}"
             )
         if init_from_run_id is not None:
-            _check_warm_start(session, init_from_run_id, dataset, hp)
+            _check_warm_start(session, init_from_run_id, owner, dataset, hp)
     run = Run(
         id=new_id(),
+        owner=owner,
         name=name,
         dataset_id=dataset_id,
         init_from_run_id=init_from_run_id,
@@ -69,9 +82,11 @@ def create_run(
     return run
 
 
-def _check_warm_start(session: Any, run_id: str, dataset: Dataset, hp: Hyperparameters) -> None:
+def _check_warm_start(
+    session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters
+) -> None:
     source = session.get(Run, run_id)
-    if source is None:
+    if source is None or source.owner != owner:
         raise NotFound(f"run {run_id} (init_from_run_id) does not exist")
     stored = session.get(StoredModel, run_id)
     if stored is None:
@@ -92,18 +107,30 @@ def _check_warm_start(session: Any, run_id: str, dataset: Dataset, hp: Hyperpara
         )
 
 
-def get_run(*, db: Database, run_id: str) -> Run:
+def _owned(session: Any, run_id: str, owner: str) -> Run:
+    """The owner's run; another owner's answers exactly like a missing one."""
+    run = session.get(Run, run_id) if is_id(run_id) else None
+    if run is None or run.owner != owner:
+        raise NotFound(f"run {run_id} does not exist")
+    assert isinstance(run, Run)
+    return run
+
+
+def get_run(*, db: Database, owner: str, run_id: str) -> Run:
     with db.read() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFound(f"run {run_id} does not exist")
-        return run
+        return _owned(session, run_id, owner)
 
 
 def list_runs(
-    *, db: Database, status: str | None, dataset_id: str | None, limit: int, offset: int
+    *,
+    db: Database,
+    owner: str,
+    status: str | None,
+    dataset_id: str | None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[Run], int]:
-    query = select(Run)
+    query = select(Run).where(Run.owner == owner)
     if status is not None:
         query = query.where(Run.status == status)
     if dataset_id is not None:
@@ -116,12 +143,10 @@ def list_runs(
         return list(items), total
 
 
-def delete_run(*, db: Database, cache: ModelCache, run_id: str) -> None:
+def delete_run(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> None:
     """Delete a run and everything it owns; a worker training it loses its lease and stops."""
     with db.write() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFound(f"run {run_id} does not exist")
+        run = _owned(session, run_id, owner)
         session.execute(
             update(Run).where(Run.init_from_run_id == run_id).values(init_from_run_id=None)
         )
@@ -129,14 +154,12 @@ def delete_run(*, db: Database, cache: ModelCache, run_id: str) -> None:
     cache.forget(run_id)
 
 
-def cancel_run(*, db: Database, run_id: str) -> Run:
+def cancel_run(*, db: Database, owner: str, run_id: str) -> Run:
     """A queued run ends cancelled at once; a running one is asked to stop (the
     worker sees it within an epoch or about a second and keeps the last epoch's
     weights); an ended run is a conflict."""
     with db.write() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFound(f"run {run_id} does not exist")
+        run = _owned(session, run_id, owner)
         if run.status in ENDED_STATUSES:
             raise RunEnded(f"run {run_id} has already ended ({run.status})")
         if run.status == "queued":
@@ -157,11 +180,9 @@ class History:
     validation_accuracy: list[float | None] | None
 
 
-def get_history(*, db: Database, run_id: str, since: int | None) -> History:
+def get_history(*, db: Database, owner: str, run_id: str, since: int | None) -> History:
     with db.read() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFound(f"run {run_id} does not exist")
+        run = _owned(session, run_id, owner)
         query = select(RunEpoch).where(RunEpoch.run_id == run_id)
         if since is not None:
             query = query.where(RunEpoch.epoch > since)
@@ -177,23 +198,25 @@ def get_history(*, db: Database, run_id: str, since: int | None) -> History:
 
 
 class ModelCache:
-    """Weights of ended runs by run id (they never change), least recently used out."""
+    """Weights of ended runs by run id (they never change), with their owner,
+    least recently used out."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._models: OrderedDict[str, Model] = OrderedDict()
+        self._models: OrderedDict[str, tuple[str, Model]] = OrderedDict()
         self._lock = Lock()
 
-    def get(self, run_id: str) -> Model | None:
+    def get(self, run_id: str, owner: str) -> Model | None:
         with self._lock:
-            model = self._models.get(run_id)
-            if model is not None:
-                self._models.move_to_end(run_id)
-            return model
+            found = self._models.get(run_id)
+            if found is None or found[0] != owner:
+                return None
+            self._models.move_to_end(run_id)
+            return found[1]
 
-    def put(self, run_id: str, model: Model) -> None:
+    def put(self, run_id: str, owner: str, model: Model) -> None:
         with self._lock:
-            self._models[run_id] = model
+            self._models[run_id] = (owner, model)
             self._models.move_to_end(run_id)
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
@@ -203,16 +226,18 @@ class ModelCache:
             self._models.pop(run_id, None)
 
 
-def get_model(*, db: Database, cache: ModelCache, run_id: str) -> Model:
+def get_model(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> Model:
     """The run's weights: from the cache, else the database (cached once the run has ended)."""
-    model = cache.get(run_id)
+    model = cache.get(run_id, owner)
     if model is not None:
         return model
+    if not is_id(run_id):
+        raise NotFound(f"run {run_id} does not exist")
     with db.read() as session:
         row = session.execute(
             select(Run.status, StoredModel.data)
             .outerjoin(StoredModel, StoredModel.run_id == Run.id)
-            .where(Run.id == run_id)
+            .where(Run.id == run_id, Run.owner == owner)
         ).one_or_none()
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
@@ -220,7 +245,7 @@ def get_model(*, db: Database, cache: ModelCache, run_id: str) -> Model:
         raise RunHasNoModel(f"run {run_id} has no weights yet ({row.status})")
     model = Model.from_bytes(row.data)
     if row.status in ENDED_STATUSES:
-        cache.put(run_id, model)
+        cache.put(run_id, owner, model)
     return model
 
 
@@ -258,12 +283,12 @@ def model_npz(model: Model) -> bytes:
 
 
 async def watch_run(
-    *, db: Database, run_id: str, interval: float = 0.5
+    *, db: Database, owner: str, run_id: str, interval: float = 0.5
 ) -> AsyncIterator[dict[str, Any]]:
     """Progress events until the run ends: one when the epoch moves, one at the end."""
     last: tuple[str, int] | None = None
     while True:
-        run = await asyncio.to_thread(get_run, db=db, run_id=run_id)
+        run = await asyncio.to_thread(get_run, db=db, owner=owner, run_id=run_id)
         state = (run.status, run.epoch)
         if state != last:
             last = state

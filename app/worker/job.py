@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -96,8 +96,10 @@ class Reporter:
     owner: str
     should_stop: Callable[[], bool]
     checkpoint_epoch: int
+    started_at: datetime | None = None
     pending: list[EpochRecord] = field(default_factory=list)
     cancelled: bool = False
+    over_time: bool = False
     lost: bool = False
     interrupted: bool = False
 
@@ -113,6 +115,11 @@ class Reporter:
             self.pending.append(record)
         if self.should_stop():
             self.interrupted = True
+            return True
+        if self.started_at is not None and (
+            (utcnow() - self.started_at).total_seconds() > self.settings.max_run_seconds
+        ):
+            self.over_time = True  # the run's wall-clock limit, across attempts
             return True
         now = time.monotonic()
         checkpoint = record is not None and (
@@ -256,6 +263,7 @@ def _train(
         owner=owner,
         should_stop=should_stop,
         checkpoint_epoch=start_epoch,
+        started_at=run.started_at or utcnow(),
     )
     result = trainer.run(reporter)
     if reporter.lost:
@@ -289,6 +297,12 @@ def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
     error = None
     if reporter.cancelled:
         status = "cancelled"
+    elif reporter.over_time:
+        status = "failed"
+        error = (
+            f"the run exceeded its wall-clock limit of {reporter.settings.max_run_seconds:g} s "
+            f"after epoch {result.epochs_completed}"
+        )
     elif result.stop_reason == "diverged":
         status = "failed"
         error = (

@@ -24,13 +24,14 @@ from tests.service.conftest import RecordingExecutor
 
 def new_run(db: Database, settings: Settings, **hyperparameters: Any) -> tuple[str, str]:
     dataset, _ = datasets.create_sample_dataset(
-        db=db, kind="moons", n_samples=300, noise=0.1, seed=0, name=None
+        db=db, owner="local", kind="moons", n_samples=300, noise=0.1, seed=0, name=None
     )
     hp = {"epochs": 40, "seed": 5, "batch_size": 16, **hyperparameters}
     run = runs.create_run(
         db=db,
         settings=settings,
         executor=RecordingExecutor(),
+        owner="local",
         dataset_id=dataset.id,
         name=None,
         init_from_run_id=None,

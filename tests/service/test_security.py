@@ -1,0 +1,352 @@
+"""API keys, tenant isolation, limits; errors and logs never hold a key."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.core.settings import Settings, configure
+from app.db.session import Database
+from app.main import create_app
+from app.services.keys import create_key, revoke_keys
+from tests.service.conftest import FAST, RecordingExecutor, ended, problem_of, wait_for
+
+TWOLAYER = str(Path(sys.executable).with_name("twolayer"))
+
+
+def secured_settings(database_url: str, **overrides: Any) -> Settings:
+    return Settings(**{"database_url": database_url, **FAST, "auth": "required", **overrides})
+
+
+@pytest.fixture
+def keys(settings: Settings) -> dict[str, str]:
+    db = Database(settings.database_url)
+    try:
+        return {who: create_key(db=db, owner=who) for who in ("alice", "bob")}
+    finally:
+        db.dispose()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def secured(settings: Settings, keys: dict[str, str]) -> Iterator[TestClient]:
+    """Auth required, real local workers."""
+    app = create_app(secured_settings(settings.database_url))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+    configure(None)
+
+
+ENDPOINTS = [
+    ("GET", "/datasets"),
+    ("POST", "/datasets"),
+    ("POST", "/datasets/csv"),
+    ("POST", "/datasets/samples"),
+    ("GET", "/datasets/x"),
+    ("DELETE", "/datasets/x"),
+    ("GET", "/runs"),
+    ("POST", "/runs"),
+    ("GET", "/runs/x"),
+    ("DELETE", "/runs/x"),
+    ("GET", "/runs/x/history"),
+    ("GET", "/runs/x/events"),
+    ("POST", "/runs/x/cancel"),
+    ("GET", "/runs/x/model"),
+    ("GET", "/runs/x/model.npz"),
+    ("POST", "/runs/x/predict"),
+    ("POST", "/predict"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_every_endpoint_but_health_needs_a_key(
+    secured: TestClient, keys: dict[str, str], method: str, path: str
+) -> None:
+    for headers in ({}, bearer("tl_not-a-key"), {"Authorization": "Basic YWxpY2U6eA=="}):
+        response = secured.request(method, path, headers=headers)
+        body = problem_of(response, 401)
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert "tl_not-a-key" not in response.text
+        assert body["type"] == "/problems/unauthorized"
+    assert secured.get("/health").status_code == 200
+    assert secured.get("/ready").status_code == 200
+
+
+def test_a_revoked_key_is_401(settings: Settings, keys: dict[str, str]) -> None:
+    app = create_app(secured_settings(settings.database_url, key_cache_seconds=0))
+    with TestClient(app) as client:
+        assert client.get("/datasets", headers=bearer(keys["alice"])).status_code == 200
+        db = Database(settings.database_url)
+        assert revoke_keys(db=db, owner="alice") == 1
+        db.dispose()
+        problem_of(client.get("/datasets", headers=bearer(keys["alice"])), 401)
+        assert client.get("/datasets", headers=bearer(keys["bob"])).status_code == 200
+    configure(None)
+
+
+def test_owners_never_see_each_others_data(secured: TestClient, keys: dict[str, str]) -> None:
+    alice, bob = bearer(keys["alice"]), bearer(keys["bob"])
+    sample = {"kind": "moons", "n_samples": 200, "noise": 0.1, "seed": 0}
+    dataset = secured.post("/datasets/samples", json=sample, headers=alice).json()
+    inline = secured.post(
+        "/datasets",
+        json={"name": "x", "features": [[0, 0], [1, 1], [0, 1]], "labels": [0, 1, 0]},
+        headers=alice,
+    ).json()
+    run = secured.post(
+        "/runs", json={"dataset_id": dataset["id"], "hyperparameters": {"epochs": 5}}, headers=alice
+    ).json()
+    done = wait_for_owner(secured, run["id"], alice)
+    assert done["status"] == "succeeded"
+    long_run = secured.post(
+        "/runs",
+        json={"dataset_id": dataset["id"], "hyperparameters": {"epochs": 100000}},
+        headers=alice,
+    ).json()
+
+    # bob: every id of alice's answers 404, exactly like an id that does not exist
+    for dataset_id in (dataset["id"], inline["id"]):
+        problem_of(secured.get(f"/datasets/{dataset_id}", headers=bob), 404)
+        problem_of(secured.delete(f"/datasets/{dataset_id}", headers=bob), 404)
+        problem_of(secured.post("/runs", json={"dataset_id": dataset_id}, headers=bob), 404)
+    for run_id in (run["id"], long_run["id"]):
+        for method, path in (
+            ("GET", f"/runs/{run_id}"),
+            ("GET", f"/runs/{run_id}/history"),
+            ("GET", f"/runs/{run_id}/events"),
+            ("GET", f"/runs/{run_id}/model"),
+            ("GET", f"/runs/{run_id}/model.npz"),
+            ("POST", f"/runs/{run_id}/cancel"),
+            ("DELETE", f"/runs/{run_id}"),
+        ):
+            missing = problem_of(
+                secured.request(method, path.replace(run_id, "nope"), headers=bob), 404
+            )
+            other = problem_of(secured.request(method, path, headers=bob), 404)
+            assert other["title"] == missing["title"]
+            assert other["type"] == missing["type"]
+        problem_of(
+            secured.post(f"/runs/{run_id}/predict", json={"instances": [[0, 0]]}, headers=bob), 404
+        )
+        problem_of(
+            secured.post("/predict", json={"run_id": run_id, "instances": [[0, 0]]}, headers=bob),
+            404,
+        )
+    with_warm_start = {"dataset_id": dataset["id"], "init_from_run_id": run["id"]}
+    problem_of(secured.post("/runs", json=with_warm_start, headers=bob), 404)
+    # lists never show the other's rows; the same sample is bob's own dataset
+    assert secured.get("/datasets", headers=bob).json() == {"items": [], "total": 0}
+    assert secured.get("/runs", headers=bob).json() == {"items": [], "total": 0}
+    mine = secured.post("/datasets/samples", json=sample, headers=bob).json()
+    assert mine["id"] != dataset["id"]
+    assert secured.get("/datasets", headers=alice).json()["total"] == 2
+    # alice still has everything, and her long run was not cancelled by bob
+    assert secured.get(f"/runs/{long_run['id']}", headers=alice).json()["status"] in (
+        "queued",
+        "running",
+    )
+    predicted = secured.post(
+        "/predict", json={"run_id": run["id"], "instances": [[0, 0]]}, headers=alice
+    )
+    assert predicted.status_code == 200
+    secured.post(f"/runs/{long_run['id']}/cancel", headers=alice)
+
+
+def wait_for_owner(client: TestClient, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        run: dict[str, Any] = client.get(f"/runs/{run_id}", headers=headers).json()
+        if ended(run):
+            return run
+        assert time.monotonic() < deadline, run
+        time.sleep(0.05)
+
+
+def test_a_cap_on_active_runs_per_owner_is_429(settings: Settings, keys: dict[str, str]) -> None:
+    app = create_app(
+        secured_settings(settings.database_url, max_active_runs_per_owner=2),
+        executor_factory=lambda _: RecordingExecutor(),
+    )
+    alice, bob = bearer(keys["alice"]), bearer(keys["bob"])
+    with TestClient(app) as client:
+        sample = {"kind": "xor", "n_samples": 50}
+        dataset = client.post("/datasets/samples", json=sample, headers=alice).json()
+        for _ in range(2):
+            ok = client.post("/runs", json={"dataset_id": dataset["id"]}, headers=alice)
+            assert ok.status_code == 202
+        refused = client.post("/runs", json={"dataset_id": dataset["id"]}, headers=alice)
+        body = problem_of(refused, 429)
+        assert int(refused.headers["retry-after"]) > 0
+        assert "limit is 2" in body["detail"]
+        assert client.get("/runs", headers=alice).json()["total"] == 2
+        other = client.post("/datasets/samples", json=sample, headers=bob).json()
+        assert (
+            client.post("/runs", json={"dataset_id": other["id"]}, headers=bob).status_code == 202
+        )
+    configure(None)
+
+
+def test_a_run_over_its_wall_clock_limit_fails_with_the_reason(settings: Settings) -> None:
+    app = create_app(Settings(**{**settings.model_dump(), "max_run_seconds": 1.0}))
+    with TestClient(app) as client:
+        dataset = client.post("/datasets/samples", json={"kind": "spiral", "n_samples": 500}).json()
+        run = client.post(
+            "/runs", json={"dataset_id": dataset["id"], "hyperparameters": {"epochs": 100000}}
+        ).json()
+        done = wait_for(client, run["id"], ended, timeout=30)
+        assert done["status"] == "failed"
+        assert "wall-clock limit of 1 s" in done["error"]
+    configure(None)
+
+
+def test_logs_and_errors_never_contain_keys(
+    secured: TestClient, keys: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice = bearer(keys["alice"])
+    secured.get("/datasets", headers=alice)
+    secured.post("/datasets", json={"name": 1}, headers=alice)
+    secured.get("/runs/nope", headers=alice)
+    forged = "tl_" + "A" * 43
+    response = secured.get("/datasets", headers=bearer(forged))
+    assert forged not in response.text
+    for key in (*keys.values(), forged):
+        assert key not in caplog.text
+
+
+def test_keys_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    env = {**os.environ, "TWOLAYER_DATABASE_URL": url}
+
+    def twolayer(*args: str) -> str:
+        result = subprocess.run(
+            [TWOLAYER, *args], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+        )
+        return result.stdout
+
+    twolayer("migrate")
+    key = twolayer("keys", "create", "--owner", "carol").strip()
+    assert key.startswith("tl_")
+    assert len(key) > 40
+    listing = twolayer("keys", "list")
+    assert "carol" in listing
+    assert key not in listing
+    assert key[3:11] in listing
+    assert "live" in listing
+    assert "revoked 1 key(s) of carol" in twolayer("keys", "revoke", "--owner", "carol")
+    assert "revoked" in twolayer("keys", "list")
+
+
+def test_serve_refuses_to_run_without_auth_off_loopback(tmp_path: Path) -> None:
+    env = {**os.environ, "TWOLAYER_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"}
+    result = subprocess.run(
+        [TWOLAYER, "serve", "--host", "0.0.0.0", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "refusing to serve without authentication" in result.stderr
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "TWOLAYER_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
+        "TWOLAYER_MAX_BODY_BYTES": str(8 * 1024 * 1024),
+    }
+    server = subprocess.Popen(
+        [TWOLAYER, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        before = peak_rss_kib(server.pid)
+        chunk = b"[" + b"0," * (512 * 1024) + b"0]"
+
+        def endless() -> Iterator[bytes]:  # 256 MiB, no Content-Length (chunked)
+            yield b'{"name": "big", "features": ['
+            for _ in range(256):
+                yield chunk + b","
+            yield b'[0]], "labels": [0]}'
+
+        def endless_csv() -> Iterator[bytes]:  # a 256 MiB file in a multipart form
+            yield (
+                b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
+                b"Content-Type: text/csv\r\n\r\nx,y\r\n"
+            )
+            for _ in range(256):
+                yield b"1,0\r\n" * (256 * 1024)
+            yield b"\r\n--b--\r\n"
+
+        for path, body, content_type in (
+            ("/datasets", endless, "application/json"),
+            ("/predict", endless, "application/json"),
+            ("/datasets/csv", endless_csv, "multipart/form-data; boundary=b"),
+        ):
+            try:
+                response = httpx.post(
+                    f"{base}{path}",
+                    content=body(),
+                    timeout=60,
+                    headers={"content-type": content_type},
+                )
+                assert response.status_code == 413, response.text
+                assert response.headers["content-type"].startswith("application/problem+json")
+            except httpx.RemoteProtocolError:
+                pass  # the server answered 413 and closed before the upload ended
+        declared = httpx.post(
+            f"{base}/datasets",
+            content=b"x" * (9 * 1024 * 1024),
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        assert declared.status_code == 413
+        grown_mib = (peak_rss_kib(server.pid) - before) / 1024
+        assert grown_mib < 40, f"peak RSS grew by {grown_mib:.0f} MiB for 256 MiB bodies"
+        assert httpx.get(f"{base}/datasets", timeout=5).json()["total"] == 0
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
