@@ -350,3 +350,38 @@ def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
+
+
+def test_csv_row_and_column_limits_are_422_and_write_nothing(settings: Settings) -> None:
+    limited = Settings(**{**settings.model_dump(), "max_csv_rows": 3, "max_csv_columns": 3})
+    app = create_app(limited, executor_factory=lambda _: RecordingExecutor())
+    with TestClient(app) as client:
+
+        def upload(text: bytes) -> Any:
+            return client.post(
+                "/datasets/csv", files={"file": ("d.csv", text, "text/csv")}, data={"name": "d"}
+            )
+
+        body = problem_of(upload(b"a,y\n" + b"1,0\n2,1\n" * 2), 422)
+        assert "more than 3 rows" in body["detail"]
+        body = problem_of(upload(b"a,b,c,y\n1,2,3,0\n4,5,6,1\n"), 422)
+        assert "4 columns, more than 3" in body["detail"]
+        assert upload(b"a,y\n1,0\n2,1\n3,0\n").status_code == 201
+        assert client.get("/datasets").json()["total"] == 1
+    configure(None)
+
+
+def test_an_unexpected_error_is_a_500_problem_without_a_trace(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services import datasets
+
+    def explode(**_: Any) -> Any:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(datasets, "list_datasets", explode)
+    response = api.get("/datasets")
+    body = problem_of(response, 500)
+    assert body["detail"] == "an unexpected error occurred"
+    assert "secret internals" not in response.text
+    assert "RuntimeError" not in response.text
