@@ -239,13 +239,13 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
 
 def test_four_runs_spread_over_both_workers_and_all_succeed(topology: Topology) -> None:
     dataset = topology.dataset()
-    runs = [topology.run(dataset, epochs=15, seed=s) for s in range(4)]
+    runs = [topology.run(dataset, epochs=40, seed=s) for s in range(4)]
     finished = [topology.ended(r) for r in runs]
     assert [r.status for r in finished] == ["succeeded"] * 4
     assert all(r.attempts == 1 for r in finished)
     assert {topology.worker_of(run) for run in finished} == {"worker1", "worker2"}
     for run_id in runs:
-        assert topology.history(run_id) == list(range(1, 16))
+        assert topology.history(run_id) == list(range(1, 41))
 
 
 def test_kill_9_the_worker_holding_a_run_finishes_on_the_other_bit_for_bit(

@@ -345,6 +345,7 @@ def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
         )
         assert declared.status_code == 413
         grown_mib = (peak_rss_kib(server.pid) - before) / 1024
+        print(f"peak RSS growth {grown_mib:.1f} MiB")
         assert grown_mib < 40, f"peak RSS grew by {grown_mib:.0f} MiB for 256 MiB bodies"
         assert httpx.get(f"{base}/datasets", timeout=5).json()["total"] == 0
     finally:
