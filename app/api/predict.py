@@ -44,34 +44,29 @@ def json_response(result: prediction.Prediction) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
-async def predict(request: Request) -> Response:
-    owner = await owner_of(request)
-    body = await parse_body(request, PredictRequest)
+async def _predict(request: Request, owner: str, body: RunPredictRequest, run_id: str) -> Response:
     predictor = get_predictor(request)
     result = await prediction.predict(
         db=predictor.db,
         cache=predictor.cache,
         owner=owner,
-        run_id=body.run_id,
+        run_id=run_id,
         instances=body.instances,
         threshold=body.threshold,
     )
     return json_response(result)
+
+
+async def predict(request: Request) -> Response:
+    owner = await owner_of(request)  # 401 before anything is read
+    body = await parse_body(request, PredictRequest)
+    return await _predict(request, owner, body, body.run_id)
 
 
 async def predict_run(request: Request) -> Response:
     owner = await owner_of(request)
     body = await parse_body(request, RunPredictRequest)
-    predictor = get_predictor(request)
-    result = await prediction.predict(
-        db=predictor.db,
-        cache=predictor.cache,
-        owner=owner,
-        run_id=request.path_params["run_id"],
-        instances=body.instances,
-        threshold=body.threshold,
-    )
-    return json_response(result)
+    return await _predict(request, owner, body, request.path_params["run_id"])
 
 
 routes = [

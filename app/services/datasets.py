@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from app.core.errors import DatasetInUse, Invalid, NotFound
-from app.core.ids import is_id, new_id, sample_dataset_id
+from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.db.models import Dataset, Run
 from app.db.session import Database
@@ -22,6 +22,7 @@ from app.nn import encode_labels, make_samples
 from app.nn.preprocessing import Label
 from app.nn.serialization import dump_npz, load_npz
 from app.schemas.datasets import check_labels
+from app.services.ownership import owned
 
 
 @dataclass(frozen=True)
@@ -232,12 +233,7 @@ def list_datasets(
 
 
 def _owned(session: Any, dataset_id: str, owner: str) -> Dataset:
-    """The owner's dataset; another owner's answers exactly like a missing one."""
-    dataset = session.get(Dataset, dataset_id) if is_id(dataset_id) else None
-    if dataset is None or dataset.owner != owner:
-        raise NotFound(f"dataset {dataset_id} does not exist")
-    assert isinstance(dataset, Dataset)
-    return dataset
+    return owned(session, Dataset, dataset_id, owner, "dataset")
 
 
 def get_dataset(*, db: Database, owner: str, dataset_id: str) -> Dataset:

@@ -19,6 +19,7 @@ from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model
+from app.services.ownership import owned
 from app.worker.executor import Executor
 from app.worker.sweeper import deliver
 
@@ -108,12 +109,7 @@ def _check_warm_start(
 
 
 def _owned(session: Any, run_id: str, owner: str) -> Run:
-    """The owner's run; another owner's answers exactly like a missing one."""
-    run = session.get(Run, run_id) if is_id(run_id) else None
-    if run is None or run.owner != owner:
-        raise NotFound(f"run {run_id} does not exist")
-    assert isinstance(run, Run)
-    return run
+    return owned(session, Run, run_id, owner, "run")
 
 
 def get_run(*, db: Database, owner: str, run_id: str) -> Run:

@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
 from app.services.datasets import load_arrays
 from app.worker.celery_app import make_celery, send_run
+from tests.helpers import TWOLAYER, free_port
 from tests.service.conftest import fresh_postgres_database
 
 pytestmark = pytest.mark.skipif(
@@ -36,14 +36,6 @@ pytestmark = pytest.mark.skipif(
     ),
     reason="needs TWOLAYER_TEST_POSTGRES_URL and TWOLAYER_TEST_REDIS_URL",
 )
-
-TWOLAYER = str(Path(sys.executable).with_name("twolayer"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -13,8 +12,7 @@ from sqlalchemy import inspect, text
 
 from app.db.migrate import alembic_config, check, downgrade, upgrade
 from app.db.session import Database
-
-TWOLAYER = str(Path(sys.executable).with_name("twolayer"))
+from tests.helpers import TWOLAYER
 
 
 def tables(url: str) -> set[str]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +20,7 @@ from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
 from app.services.datasets import load_arrays
-
-TWOLAYER = str(Path(sys.executable).with_name("twolayer"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import TWOLAYER, free_port, wait_until_answers
 
 
 class Server:
@@ -56,16 +47,10 @@ class Server:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"twolayer serve did not start: {self.log()}")
-            time.sleep(0.1)
+        try:
+            wait_until_answers(f"{self.base}/ready", self.process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"twolayer serve did not start: {exc}\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text()[-3000:]

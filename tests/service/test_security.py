@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,8 @@ from app.core.settings import Settings, configure
 from app.db.session import Database
 from app.main import create_app
 from app.services.keys import create_key, revoke_keys
+from tests.helpers import TWOLAYER, free_port, wait_until_answers
 from tests.service.conftest import FAST, RecordingExecutor, ended, problem_of, wait_for
-
-TWOLAYER = str(Path(sys.executable).with_name("twolayer"))
 
 
 def secured_settings(database_url: str, **overrides: Any) -> Settings:
@@ -274,11 +272,7 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "TWOLAYER_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
@@ -294,15 +288,7 @@ def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_answers(f"{base}/health", server)
         before = peak_rss_kib(server.pid)
         chunk = b"[" + b"0," * (512 * 1024) + b"0]"
 

@@ -1,0 +1,21 @@
+"""Rows belong to an owner: another owner's id answers exactly like a missing one."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from app.core.errors import NotFound
+from app.core.ids import is_id
+from app.db.models import Dataset, Run
+
+Owned = TypeVar("Owned", Dataset, Run)
+
+
+def owned(session: Session, model: type[Owned], row_id: str, owner: str, what: str) -> Owned:
+    """The owner's row, or NotFound; ids that could name no row are not even queried."""
+    row = session.get(model, row_id) if is_id(row_id) else None
+    if row is None or row.owner != owner:
+        raise NotFound(f"{what} {row_id} does not exist")
+    return row
