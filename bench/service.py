@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.nn import Hyperparameters, Trainer, make_samples
+from tests.helpers import TWOLAYER, free_port, wait_until_answers
 
-TWOLAYER = str(Path(sys.executable).with_name("twolayer"))
 FLOWER = {
     "hidden_units": 4,
     "hidden_activation": "tanh",
@@ -45,12 +44,6 @@ FLOWER = {
     "validation_fraction": 0.0,
     "seed": 3,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -65,14 +58,8 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("twolayer serve did not start")
+    wait_until_answers(f"{base}/ready", process)
+    return process, base
 
 
 def flower_dataset(client: httpx.Client) -> tuple[str, np.ndarray, np.ndarray]:

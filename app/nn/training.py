@@ -30,7 +30,7 @@ import numpy as np
 
 from app.nn.metrics import Metrics, classification_metrics
 from app.nn.model import Model, augmented_rows, chunk_width, logits
-from app.nn.network import Workspace, cross_entropy_sum, sigmoid
+from app.nn.network import Workspace, cross_entropy_sum
 from app.nn.optimizers import Optimizer, OptimizerName, make_optimizer
 from app.nn.params import Activation, Array, Init, Parameters, default_init, initialize
 from app.nn.preprocessing import (
@@ -465,9 +465,8 @@ class Trainer:
                 self._heartbeat()
         l2_term = 0.0
         if self.hp.l2:
-            lam_W = np.multiply(P.theta, self._l2_mask, out=self._l2_tmp)  # λ·W, 0 for biases
-            l2_term = 0.5 * float(np.dot(lam_W, P.theta))
-            g.theta += lam_W  # dW gains (λ/m)·W once scaled below
+            l2_term = self._l2_term()
+            g.theta += self._l2_tmp  # λ·W: dW gains (λ/m)·W once scaled below
         g.theta *= 1.0 / b  # the map's (1/m)
         self.optimizer.step(P.theta, g.theta)
         return l2_term
@@ -485,16 +484,21 @@ class Trainer:
             ws = self._workspaces[width] = Workspace(self.n_x, self.n_h, width, self.dtype)
         return ws
 
+    def _l2_term(self) -> float:
+        """(λ/2)·(‖W1‖² + ‖W2‖²); leaves λ·W (0 on biases) in self._l2_tmp."""
+        lam_W = np.multiply(self.params.theta, self._l2_mask, out=self._l2_tmp)
+        return 0.5 * float(np.dot(lam_W, self.params.theta))
+
+    def _cost(self, Z2: Array, Y: Array) -> float:
+        """J = (1/m)·Σ L + (λ/2m)·(‖W1‖² + ‖W2‖²) from the logits."""
+        l2_term = self._l2_term() if self.hp.l2 else 0.0
+        return (cross_entropy_sum(Z2, Y) + l2_term) / int(Y.shape[1])
+
     def _evaluate(self, Xa: Array, Y: Array) -> tuple[float, float]:
         """J and accuracy of the current parameters on Xa = [X; 1], Y."""
         Z2 = logits(self.params, Xa, self.hp.hidden_activation)
-        m = Y.shape[1]
-        J = cross_entropy_sum(Z2, Y) / m
-        if self.hp.l2:
-            np.multiply(self.params.theta, self._l2_mask, out=self._l2_tmp)
-            J += 0.5 * float(np.dot(self._l2_tmp, self.params.theta)) / m
-        accuracy = float(np.count_nonzero((Z2 >= 0) == (Y == 1))) / m
-        return J, accuracy
+        accuracy = float(np.count_nonzero((Z2 >= 0) == (Y == 1))) / Y.shape[1]
+        return self._cost(Z2, Y), accuracy
 
     def _patience_exhausted(self) -> bool:
         return self.hp.early_stopping and self.wait >= self.hp.patience
@@ -530,9 +534,10 @@ class Trainer:
         )
 
     def _metrics(self, Xa: Array, Y: Array) -> Metrics:
-        cost, _ = self._evaluate(Xa, Y)
-        A2 = sigmoid(logits(self.params, Xa, self.hp.hidden_activation))
-        return classification_metrics(Y, A2, cost)
+        """Final figures from one forward pass over Xa."""
+        A2 = np.empty_like(Y)
+        Z2 = logits(self.params, Xa, self.hp.hidden_activation, A2)
+        return classification_metrics(Y, A2, self._cost(Z2, Y))
 
     def _result(self) -> FitResult:
         assert self.stop_reason is not None

@@ -191,20 +191,29 @@ def execute_run(
     except Exception as exc:  # the run fails with the reason; the worker lives on
         log.exception("run %s failed", run_id)
         try:
-            with db.write() as session:
-                fence(
-                    session,
-                    run_id,
-                    owner,
-                    status="failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    finished_at=utcnow(),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
+            _fail(db=db, run_id=run_id, owner=owner, error=f"{type(exc).__name__}: {exc}")
         except LeaseLost:
             return "lost"
         return "failed"
+
+
+def gave_up(max_attempts: int) -> str:
+    return f"gave up after {max_attempts} attempts (its workers were lost)"
+
+
+def _fail(*, db: Database, run_id: str, owner: str, error: str) -> None:
+    """End our run `failed` with the reason (fenced: only while we hold it)."""
+    with db.write() as session:
+        fence(
+            session,
+            run_id,
+            owner,
+            status="failed",
+            error=error,
+            finished_at=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
 
 
 def _train(
@@ -222,17 +231,7 @@ def _train(
                 raise ValueError(f"init_from_run_id {run.init_from_run_id} has no weights")
             init_model = Model.from_bytes(stored.data)
     if run.attempts > settings.max_attempts:
-        with db.write() as session:
-            fence(
-                session,
-                run_id,
-                owner,
-                status="failed",
-                finished_at=utcnow(),
-                error=f"gave up after {settings.max_attempts} attempts (its workers were lost)",
-                lease_owner=None,
-                lease_expires_at=None,
-            )
+        _fail(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
         return "failed"
     arrays = load_arrays(db=db, dataset_id=run.dataset_id)
     X = arrays.X.T  # the engine's layout: (n_x, m)
@@ -354,7 +353,7 @@ def requeue_expired(*, db: Database, max_attempts: int) -> list[str]:
             .where(expired, Run.attempts >= max_attempts)
             .values(
                 status="failed",
-                error=f"gave up after {max_attempts} attempts (its workers were lost)",
+                error=gave_up(max_attempts),
                 finished_at=now,
                 lease_owner=None,
                 lease_expires_at=None,
