@@ -95,7 +95,8 @@ def activation_backward(
     """
     if activation == "relu":
         positive = np.greater(Z, 0, out=mask)
-        return np.multiply(positive, dA, out=out)
+        # the same 0/1 bytes as uint8: NumPy converts those to float ~8% faster than bool
+        return np.multiply(positive.view(np.uint8), dA, out=out)
     if activation == "tanh":
         dZ = np.multiply(A, A, out=out)
         dZ *= dA
@@ -152,10 +153,17 @@ class Workspace:
         the tests check the two agree.
         """
         dZ2 = np.subtract(self.A2, Y, out=self.dZ2)  # dZ2 = A2 - Y (σ with cross-entropy)
-        np.matmul(dZ2, self.A1a.T, out=grads.W2b2)  # [dW2 | db2]·m = dZ2·[A1; 1]ᵀ
         S = activation_backward(dZ2, self.Z1, self.A1, activation, out=self.S, mask=self.relu_mask)
-        np.matmul(S, Xa.T, out=grads.W1b1)  # S·[X; 1]ᵀ
-        grads.W1b1 *= P.W2.T  # [dW1 | db1]·m = dZ1·[X; 1]ᵀ = diag(W2ᵀ)·S·[X; 1]ᵀ
+        G = np.matmul(S, Xa.T, out=grads.W1b1)  # G = S·[X; 1]ᵀ  (n_h, n_x+1)
+        if activation == "relu":
+            # relu(z) = [z > 0]·z, so A1 = [Z1 > 0] ∘ ([W1 | b1]·Xa) and
+            # (dZ2·A1ᵀ)_j = Σ_i S_ji·Σ_k [W1 | b1]_jk·Xa_ki = Σ_k [W1 | b1]_jk·G_jk:
+            # dW2 from the small G instead of another pass over (n_h, m).
+            np.einsum("jk,jk->j", P.W1b1, G, out=grads.W2[0])  # dW2·m = dZ2·A1ᵀ
+            grads.b2[0, 0] = dZ2.sum()  # db2·m = Σ dZ2
+        else:
+            np.matmul(dZ2, self.A1a.T, out=grads.W2b2)  # [dW2 | db2]·m = dZ2·[A1; 1]ᵀ
+        G *= P.W2.T  # [dW1 | db1]·m = dZ1·[X; 1]ᵀ = diag(W2ᵀ)·S·[X; 1]ᵀ
 
 
 def augment(X: Array, dtype: np.dtype | type | None = None) -> Array:
