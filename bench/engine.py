@@ -1,22 +1,28 @@
 """Time one training epoch of twolayer's engine against scikit-learn and PyTorch.
 
-    python bench/engine.py [--configs abcd] [--dtypes float64,float32] [--repeat 3]
+    python bench/engine.py [--configs abcd] [--dtypes float64,float32] [--rounds 5]
 
 Each peer trains the same network (n_x → n_h relu → 1 sigmoid, cross-entropy,
 plain SGD: scikit-learn's MLPClassifier with solver='sgd', momentum=0,
 alpha=0; a PyTorch CPU model with torch.optim.SGD) with the same batch size
 on the same data, in this one process. An epoch's time is the marginal cost
-of an epoch: (t(E₂ epochs) - t(E₁ epochs)) / (E₂ - E₁), best of --repeat,
-so set-up and end-of-fit work (input checks, copies, final metrics) cancel
-out for every peer alike.
+of an epoch: (t(E₂ epochs) - t(E₁ epochs)) / (E₂ - E₁), so set-up and
+end-of-fit work (input checks, copies, final metrics) cancel out for every
+peer alike.
 
 GFLOP/s counts the epoch's matrix products, 4·m·n_h·(n_x+1) + 4·m·(n_h+1)
-flops. It is compared with two GEMM rates measured in the same run, right
-after the engine's own measurement of the same config:
+flops. It is compared with two GEMM rates:
 - "GEMM": the epoch's two large products alone, [W1|b1]·[X;1] and
   dZ1·[X;1]ᵀ, each batch (the whole set for full batch) as one np.matmul —
   what the epoch would cost if it were nothing but its GEMMs;
+- "chunked": the same products in the engine's chunks of columns
+  (`chunk_width`), which is how the engine calls them on wide batches;
 - "square": a 2048² np.matmul, the machine's peak.
+
+The machines this runs on are shared and noisy (±30% between runs), so the
+measurements are interleaved: each of --rounds rounds times every peer and
+both GEMMs once, back to back, and every ratio is the median over rounds of
+that round's ratio. Times are medians over rounds too.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.nn import Hyperparameters, Trainer
+from app.nn.model import chunk_width
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,8 @@ class Config:
 CONFIGS = {
     "a": Config("a", 400, 2, 4, None, (200, 2200)),
     "b": Config("b", 100_000, 30, 32, 256, (1, 4)),
-    "c": Config("c", 200_000, 100, 128, 1024, (1, 4)),
-    "d": Config("d", 200_000, 100, 128, None, (1, 4)),
+    "c": Config("c", 200_000, 100, 128, 1024, (1, 5)),
+    "d": Config("d", 200_000, 100, 128, None, (1, 6)),
 }
 LEARNING_RATE = 0.01
 
@@ -65,19 +72,23 @@ def make_data(cfg: Config, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(dtype), y
 
 
-def best_time(fn: Callable[[], None], repeat: int) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def timed(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
-def marginal_epoch(run: Callable[[int], None], cfg: Config, repeat: int) -> float:
+def marginal_epoch(run: Callable[[int], None], cfg: Config) -> float:
+    """One measurement of an epoch's marginal cost, in seconds.
+
+    A first, untimed run(E₁) leaves the allocator as the timed runs find it:
+    without it the first run pays the page faults of fresh memory that later
+    runs get recycled, which biases the difference by up to half a second.
+    """
     e1, e2 = cfg.epochs
-    t1 = best_time(lambda: run(e1), repeat)
-    t2 = best_time(lambda: run(e2), repeat)
+    run(e1)
+    t1 = timed(lambda: run(e1))
+    t2 = timed(lambda: run(e2))
     return max(t2 - t1, 1e-12) / (e2 - e1)
 
 
@@ -160,42 +171,42 @@ def run_torch(cfg: Config, X: np.ndarray, y: np.ndarray) -> Callable[[int], None
     return run
 
 
-def gemm_rate(dtype: np.dtype, shape: tuple[int, int, int], repeat: int) -> float:
-    """GFLOP/s of np.matmul for (M, K)·(K, N)."""
-    M, K, N = shape
+def square_product(dtype: np.dtype, n: int = 2048) -> Callable[[], float]:
+    """A probe that times one n² np.matmul and returns its GFLOP/s."""
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((M, K)).astype(dtype)
-    B = rng.standard_normal((K, N)).astype(dtype)
-    C = np.empty((M, N), dtype)
+    A = rng.standard_normal((n, n)).astype(dtype)
+    B = rng.standard_normal((n, n)).astype(dtype)
+    C = np.empty((n, n), dtype)
+    np.matmul(A, B, out=C)  # warm up
 
     def product() -> None:
         np.matmul(A, B, out=C)
 
-    product()
-    t = best_time(product, max(repeat, 5))
-    return 2 * M * K * N / t / 1e9
+    return lambda: 2 * n**3 / timed(product) / 1e9
 
 
-def gemm_epoch_rate(cfg: Config, dtype: np.dtype, repeat: int) -> float:
-    """GFLOP/s of the epoch's two large products alone, as plain np.matmul calls."""
+def epoch_products(cfg: Config, dtype: np.dtype, width: int | None = None) -> Callable[[], float]:
+    """A probe that times the epoch's two large products alone, as plain np.matmul
+    calls, and returns their GFLOP/s: each batch as one product, or, with
+    `width`, in products of at most `width` columns (as the engine chunks them)."""
     rng = np.random.default_rng(0)
     B = cfg.batch or cfg.m
+    W = min(width or B, B)
     XTa = rng.standard_normal((cfg.m, cfg.n_x + 1)).astype(dtype)
-    W = rng.standard_normal((cfg.n_h, cfg.n_x + 1)).astype(dtype)
-    Z = np.empty((cfg.n_h, B), dtype)
-    S = rng.standard_normal((cfg.n_h, B)).astype(dtype)
+    Wa = rng.standard_normal((cfg.n_h, cfg.n_x + 1)).astype(dtype)
+    Z = np.empty((cfg.n_h, W), dtype)
+    S = rng.standard_normal((cfg.n_h, W)).astype(dtype)
     G = np.empty((cfg.n_h, cfg.n_x + 1), dtype)
 
     def epoch() -> None:
-        for start in range(0, cfg.m, B):
-            b = min(B, cfg.m - start)
+        for start in range(0, cfg.m, W):
+            b = min(W, cfg.m - start)
             Xa = XTa[start : start + b].T
-            np.matmul(W, Xa, out=Z[:, :b] if b == B else np.empty((cfg.n_h, b), dtype))
+            np.matmul(Wa, Xa, out=Z[:, :b] if b == W else np.empty((cfg.n_h, b), dtype))
             np.matmul(S[:, :b], Xa.T, out=G)
 
-    epoch()
-    t = best_time(epoch, repeat)
-    return 4.0 * cfg.m * cfg.n_h * (cfg.n_x + 1) / t / 1e9
+    epoch()  # warm up
+    return lambda: 4.0 * cfg.m * cfg.n_h * (cfg.n_x + 1) / timed(epoch) / 1e9
 
 
 def epoch_flops(cfg: Config) -> float:
@@ -239,48 +250,75 @@ def describe_machine() -> str:
     return "; ".join(lines)
 
 
+def median(values: list[float]) -> float:
+    return float(np.median(values)) if values else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="abcd")
     parser.add_argument("--dtypes", default="float64,float32")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peers", default="sklearn,torch")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
 
     print(describe_machine())
+    print(f"medians over {args.rounds} interleaved rounds")
     dtypes = [np.dtype(d) for d in args.dtypes.split(",")]
     header = (
         "| config | dtype | twolayer ms/epoch | sklearn ms/epoch | torch ms/epoch "
-        "| × sklearn | × torch | GFLOP/s | GEMM GFLOP/s | % of GEMM | % of square |"
+        "| × sklearn | × torch | GFLOP/s | GEMM GFLOP/s | % of GEMM | % of chunked | % of square |"
     )
     print()
     print(header)
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 12)
+    nan = float("nan")
     for key in args.configs:
         cfg = CONFIGS[key]
         for dt in dtypes:
             X, y = make_data(cfg, dt)
-            ours = marginal_epoch(run_twolayer(cfg, X, y, dt.name), cfg, args.repeat)
-            gemm = gemm_epoch_rate(cfg, dt, args.repeat)
-            square = gemm_rate(dt, (2048, 2048, 2048), args.repeat)
-            sk = (
-                marginal_epoch(run_sklearn(cfg, X, y), cfg, args.repeat)
-                if "sklearn" in peers
-                else float("nan")
-            )
-            th = (
-                marginal_epoch(run_torch(cfg, X, y), cfg, args.repeat)
-                if "torch" in peers
-                else float("nan")
-            )
-            gflops = epoch_flops(cfg) / ours / 1e9
+            runners: dict[str, Callable[[int], None]] = {
+                "twolayer": run_twolayer(cfg, X, y, dt.name)
+            }
+            if "sklearn" in peers:
+                runners["sklearn"] = run_sklearn(cfg, X, y)
+            if "torch" in peers:
+                runners["torch"] = run_torch(cfg, X, y)
+            products, square = epoch_products(cfg, dt), square_product(dt)
+            chunked = epoch_products(cfg, dt, chunk_width(cfg.n_h, dt))
+            t: dict[str, list[float]] = {name: [] for name in runners}
+            ratio: dict[str, list[float]] = {
+                "sklearn": [],
+                "torch": [],
+                "gemm": [],
+                "chunked": [],
+                "sq": [],
+            }
+            rates: dict[str, list[float]] = {"ours": [], "gemm": []}
+            for _ in range(args.rounds):
+                round_t = {name: marginal_epoch(run, cfg) for name, run in runners.items()}
+                gemm, chunks, sq = products(), chunked(), square()
+                ours = epoch_flops(cfg) / round_t["twolayer"] / 1e9
+                for name, value in round_t.items():
+                    t[name].append(value)
+                    if name != "twolayer":
+                        ratio[name].append(value / round_t["twolayer"])
+                rates["ours"].append(ours)
+                rates["gemm"].append(gemm)
+                ratio["gemm"].append(ours / gemm)
+                ratio["chunked"].append(ours / chunks)
+                ratio["sq"].append(ours / sq)
             batch = "full" if cfg.batch is None else cfg.batch
+            ms = {name: 1e3 * median(t.get(name, [])) for name in ("twolayer", "sklearn", "torch")}
             print(
                 f"| {key} {cfg.m}×{cfg.n_x} n_h {cfg.n_h} batch {batch} | {dt.name} "
-                f"| {ours * 1e3:.3f} | {sk * 1e3:.3f} | {th * 1e3:.3f} "
-                f"| {sk / ours:.2f} | {th / ours:.2f} | {gflops:.1f} | {gemm:.1f} "
-                f"| {100 * gflops / gemm:.0f}% | {100 * gflops / square:.0f}% |",
+                f"| {ms['twolayer']:.3f} | {ms['sklearn']:.3f} | {ms['torch']:.3f} "
+                f"| {median(ratio['sklearn']) if ratio['sklearn'] else nan:.2f} "
+                f"| {median(ratio['torch']) if ratio['torch'] else nan:.2f} "
+                f"| {median(rates['ours']):.1f} | {median(rates['gemm']):.1f} "
+                f"| {100 * median(ratio['gemm']):.0f}% | {100 * median(ratio['chunked']):.0f}% "
+                f"| {100 * median(ratio['sq']):.0f}% |",
                 flush=True,
             )
 
