@@ -126,6 +126,9 @@ class Workspace:
         self.A1 = self.A1a[:n_h]
         self.A2 = np.empty((1, m), dtype)
         self._zeros = np.zeros((n_h, m), dtype) if backward else None
+        # relu's dW2 from the small (n_h, n_x+1) product (see `backward`) pays
+        # once the GEMV it replaces is large; below that, a call's overhead rules.
+        self.dW2_from_G = n_h * m >= 1 << 16
         if backward:  # a forward-only workspace (prediction) skips these
             self.dZ2 = np.empty((1, m), dtype)
             self.S = np.empty((n_h, m), dtype)  # g'(Z1) * dZ2; dZ1 = W2ᵀ ∘ S
@@ -155,7 +158,7 @@ class Workspace:
         dZ2 = np.subtract(self.A2, Y, out=self.dZ2)  # dZ2 = A2 - Y (σ with cross-entropy)
         S = activation_backward(dZ2, self.Z1, self.A1, activation, out=self.S, mask=self.relu_mask)
         G = np.matmul(S, Xa.T, out=grads.W1b1)  # G = S·[X; 1]ᵀ  (n_h, n_x+1)
-        if activation == "relu":
+        if activation == "relu" and self.dW2_from_G:
             # relu(z) = [z > 0]·z, so A1 = [Z1 > 0] ∘ ([W1 | b1]·Xa) and
             # (dZ2·A1ᵀ)_j = Σ_i S_ji·Σ_k [W1 | b1]_jk·Xa_ki = Σ_k [W1 | b1]_jk·G_jk:
             # dW2 from the small G instead of another pass over (n_h, m).

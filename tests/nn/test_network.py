@@ -15,6 +15,7 @@ from app.nn import (
     initialize,
     sigmoid,
 )
+from app.nn.network import Workspace
 from tests.nn import reference
 
 
@@ -66,9 +67,15 @@ def test_shapes_of_every_array_in_the_backprop_map() -> None:
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("l2", [0.0, 0.7])
-def test_backward_matches_the_textbook_map(activation: str, l2: float) -> None:
-    """The workspace's factored dW1 (diag(W2ᵀ)·S·Xᵀ) equals (1/m)·dZ1·Xᵀ, and so on."""
-    P, X, Y = random_problem(m=23, n_x=5, n_h=6)
+@pytest.mark.parametrize("size", ["small", "wide"])
+def test_backward_matches_the_textbook_map(activation: str, l2: float, size: str) -> None:
+    """The workspace's factored dW1 (diag(W2ᵀ)·S·Xᵀ) equals (1/m)·dZ1·Xᵀ, and so on.
+
+    "wide" batches take relu's dW2 from [W1 | b1] ∘ (S·Xaᵀ) instead of dZ2·A1ᵀ.
+    """
+    m, n_x, n_h = (23, 5, 6) if size == "small" else (2048, 5, 40)
+    assert Workspace(n_x, n_h, m).dW2_from_G == (size == "wide")
+    P, X, Y = random_problem(m=m, n_x=n_x, n_h=n_h)
     g = backward(P, X, Y, activation, l2)  # type: ignore[arg-type]
     ref = reference.gradients(as_reference(P, activation), X, Y, l2)
     for name in ("dZ2", "dA1", "dZ1", "dW1", "db1", "dW2", "db2"):
