@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.nn import Hyperparameters, Progress, Trainer, fit, make_samples, training
+from app.nn import Hyperparameters, Progress, Trainer, fit, make_samples
 from tests.nn import reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,25 +319,6 @@ def test_heartbeat_inside_one_wide_full_batch_step() -> None:
     assert not np.array_equal(result.model.params.theta, initial)
     one = Trainer(X, Y, hp(batch_size=None, hidden_units=4096, epochs=1, validation_fraction=0))
     np.testing.assert_array_equal(result.model.params.theta, one.run().model.params.theta)
-
-
-def test_the_epoch_gather_beats_between_blocks_and_gives_the_same_run(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Each epoch's permuted copy of a large training set is gathered in blocks
-    with a heartbeat after each; the blocks change nothing in the result."""
-    X, Y = data(m=400)
-    params = hp(batch_size=64, epochs=3, validation_fraction=0)
-    whole = Trainer(X, Y, params).run()
-    monkeypatch.setattr(training, "GATHER_BLOCK_BYTES", 1)  # one row per block
-    beats: list[int] = []
-    blocked = Trainer(X, Y, params, heartbeat_seconds=0.0).run(
-        lambda p: beats.append(p.epoch) if p.record is None else None
-    )
-    np.testing.assert_array_equal(blocked.model.params.theta, whole.model.params.theta)
-    np.testing.assert_array_equal(blocked.history.train_cost, whole.history.train_cost)
-    batches = -(-400 // 64)
-    assert [beats.count(e) for e in range(3)] == [400 + batches] * 3  # rows + batches
 
 
 def test_progress_reports_every_epoch_with_its_figures(
