@@ -80,6 +80,15 @@ def activation_forward(
     raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
 
 
+def masked(mask: np.ndarray, dA: Array, out: Array | None = None) -> Array:
+    """dA * mask for a boolean mask such as relu's [Z > 0].
+
+    The mask's 0/1 bytes are read as uint8: NumPy converts those to float
+    ~8% faster than bool.
+    """
+    return np.multiply(mask.view(np.uint8), dA, out=out)
+
+
 def activation_backward(
     dA: Array,
     Z: Array,
@@ -94,9 +103,7 @@ def activation_backward(
     optional boolean buffer of Z's shape for relu's [Z > 0].
     """
     if activation == "relu":
-        positive = np.greater(Z, 0, out=mask)
-        # the same 0/1 bytes as uint8: NumPy converts those to float ~8% faster than bool
-        return np.multiply(positive.view(np.uint8), dA, out=out)
+        return masked(np.greater(Z, 0, out=mask), dA, out=out)
     if activation == "tanh":
         dZ = np.multiply(A, A, out=out)
         dZ *= dA
@@ -170,8 +177,8 @@ class Workspace:
         dW2_from_G = activation == "relu" and self.dW2_from_G
         if not dW2_from_G:  # while A1 is still there
             np.matmul(dZ2, self.A1a.T, out=grads.W2b2)  # [dW2 | db2]·m = dZ2·[A1; 1]ᵀ
-        if activation == "relu":  # S = [Z1 > 0]·dZ2, over A1 (uint8: ~8% faster than bool)
-            S = np.multiply(self.relu_mask.view(np.uint8), dZ2, out=self.A1)
+        if activation == "relu":  # S = [Z1 > 0]·dZ2, over A1
+            S = masked(self.relu_mask, dZ2, out=self.A1)
         else:  # S = dZ2·(1 - A1²), over A1
             S = activation_backward(dZ2, self.A1, self.A1, activation, out=self.A1)
         G = np.matmul(S, Xa.T, out=grads.W1b1)  # G = S·[X; 1]ᵀ  (n_h, n_x+1)
