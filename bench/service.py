@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.nn import Hyperparameters, Trainer, make_samples
-from tests.helpers import TWOLAYER, free_port, wait_until_answers
+from tests.helpers import start_serve
 
 FLOWER = {
     "hidden_units": 4,
@@ -47,19 +47,7 @@ FLOWER = {
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "TWOLAYER_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}"}
-    process = subprocess.Popen(
-        [TWOLAYER, "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_until_answers(f"{base}/ready", process)
-    return process, base
+    return start_serve(workdir, {"TWOLAYER_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}"})
 
 
 def flower_dataset(client: httpx.Client) -> tuple[str, np.ndarray, np.ndarray]:

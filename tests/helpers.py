@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx2 as httpx
 
@@ -36,3 +38,32 @@ def wait_until_answers(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer {status} within {timeout} s")
         time.sleep(0.1)
+
+
+def start_serve(
+    workdir: Path,
+    env: dict[str, str],
+    *,
+    stderr: int | IO[Any] = subprocess.DEVNULL,
+    ready: str = "/ready",
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`twolayer serve` on a free loopback port, from `workdir`, with `env` added to
+    this process's environment; returns it and its base URL once `ready` answers
+    200 (its process group is killed if it never does)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [TWOLAYER, "serve", "--port", str(port)],
+        cwd=workdir,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{base}{ready}", process)
+    except RuntimeError:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        raise
+    return process, base

@@ -20,15 +20,12 @@ from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
 from app.services.datasets import load_arrays
-from tests.helpers import TWOLAYER, free_port, wait_until_answers
+from tests.helpers import start_serve
 
 
 class Server:
     def __init__(self, workdir: Path, database_url: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         env = {
-            **os.environ,
             "TWOLAYER_DATABASE_URL": database_url,
             "TWOLAYER_LEASE_SECONDS": "2",
             "TWOLAYER_HEARTBEAT_SECONDS": "0.2",
@@ -36,21 +33,13 @@ class Server:
             "TWOLAYER_CHECKPOINT_EVERY_EPOCHS": "10",
             "TWOLAYER_HISTORY_FLUSH_SECONDS": "0.2",
         }
-        self.log_path = workdir / f"serve-{self.port}.log"
+        self.log_path = workdir / f"serve-{len(list(workdir.glob('serve-*.log')))}.log"
         with self.log_path.open("w") as log:
             # from another working directory: the command finds its migrations itself
-            self.process = subprocess.Popen(
-                [TWOLAYER, "serve", "--port", str(self.port)],
-                cwd=workdir,
-                env=env,
-                start_new_session=True,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        try:
-            wait_until_answers(f"{self.base}/ready", self.process)
-        except RuntimeError as exc:
-            raise RuntimeError(f"twolayer serve did not start: {exc}\n{self.log()}") from None
+            try:
+                self.process, self.base = start_serve(workdir, env, stderr=log)
+            except RuntimeError as exc:
+                raise RuntimeError(f"twolayer serve did not start: {exc}\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text()[-3000:]

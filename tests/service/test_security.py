@@ -19,7 +19,7 @@ from app.core.settings import Settings, configure
 from app.db.session import Database
 from app.main import create_app
 from app.services.keys import create_key, revoke_keys
-from tests.helpers import TWOLAYER, free_port, wait_until_answers
+from tests.helpers import TWOLAYER, start_serve
 from tests.service.conftest import FAST, RecordingExecutor, ended, problem_of, wait_for
 
 
@@ -272,23 +272,12 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
-    port = free_port()
     env = {
-        **os.environ,
         "TWOLAYER_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
         "TWOLAYER_MAX_BODY_BYTES": str(8 * 1024 * 1024),
     }
-    server = subprocess.Popen(
-        [TWOLAYER, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_serve(tmp_path, env, ready="/health")
     try:
-        wait_until_answers(f"{base}/health", server)
         before = peak_rss_kib(server.pid)
         chunk = b"[" + b"0," * (512 * 1024) + b"0]"
 
