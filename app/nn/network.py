@@ -134,9 +134,6 @@ class Workspace:
         self.A1a[n_h] = 1
         self.A1 = self.A1a[:n_h]
         self.A2 = np.empty((1, m), dtype)
-        # relu's dW2 from the small (n_h, n_x+1) product (see `backward`) pays
-        # once the GEMV it replaces is large; below that, a call's overhead rules.
-        self.dW2_from_G = n_h * m >= 1 << 16
         self.dZ2 = np.empty((1, m if backward else 0), dtype)  # none for prediction
         self._backward = backward
 
@@ -161,12 +158,35 @@ class Workspace:
         saved. `backward` (the function) builds dA1 and dZ1 explicitly, and
         the tests check the two agree.
         """
+        from_G = dW2_from_G(self.n_h, self.m, activation)
+        self.backward_sums(P, Xa, Y, activation, grads, dW2_from_G=from_G)
+        finish_gradients(P, grads, dW2_from_G=from_G)
+
+    def backward_sums(
+        self,
+        P: Parameters,
+        Xa: Array,
+        Y: Array,
+        activation: Activation,
+        sums: Parameters,
+        *,
+        dW2_from_G: bool,
+    ) -> None:
+        """The batch's sums that `finish_gradients` turns into its gradient.
+
+        sums.W1b1 = G = S·[X; 1]ᵀ, sums.b2 = Σ dZ2, and sums.W2 = dZ2·A1ᵀ,
+        or 0 when dW2 is to come from G. All are linear in the batch's
+        columns, so the sums of a wide batch's chunks add up to the batch's
+        and are finished once (a dW2_from_G decided for the whole batch).
+        """
         if not self._backward:
             raise ValueError("this workspace was made with backward=False")
         dZ2 = np.subtract(self.A2, Y, out=self.dZ2)  # dZ2 = A2 - Y (σ with cross-entropy)
-        dW2_from_G = activation == "relu" and self.dW2_from_G
-        if not dW2_from_G:  # while A1 is still there
-            np.matmul(dZ2, self.A1a.T, out=grads.W2b2)  # [dW2 | db2]·m = dZ2·[A1; 1]ᵀ
+        if dW2_from_G:
+            sums.W2[...] = 0
+            sums.b2[0, 0] = dZ2.sum()  # db2·m = Σ dZ2
+        else:  # while A1 is still there
+            np.matmul(dZ2, self.A1a.T, out=sums.W2b2)  # [dW2 | db2]·m = dZ2·[A1; 1]ᵀ
         if activation == "relu":  # S = [Z1 > 0]·dZ2, over A1
             # A1 = max(Z1, 0) is positive exactly where Z1 is, so [Z1 > 0] =
             # [A1 > 0], written as 0/1 floats over A1 and scaled in place: no
@@ -176,14 +196,30 @@ class Workspace:
             S *= dZ2
         else:  # S = dZ2·(1 - A1²), over A1
             S = activation_backward(dZ2, self.A1, self.A1, activation, out=self.A1)
-        G = np.matmul(S, Xa.T, out=grads.W1b1)  # G = S·[X; 1]ᵀ  (n_h, n_x+1)
-        if dW2_from_G:
-            # relu(z) = [z > 0]·z, so A1 = [Z1 > 0] ∘ ([W1 | b1]·Xa) and
-            # (dZ2·A1ᵀ)_j = Σ_i S_ji·Σ_k [W1 | b1]_jk·Xa_ki = Σ_k [W1 | b1]_jk·G_jk:
-            # dW2 from the small G instead of another pass over (n_h, m).
-            np.einsum("jk,jk->j", P.W1b1, G, out=grads.W2[0])  # dW2·m = dZ2·A1ᵀ
-            grads.b2[0, 0] = dZ2.sum()  # db2·m = Σ dZ2
-        G *= P.W2.T  # [dW1 | db1]·m = dZ1·[X; 1]ᵀ = diag(W2ᵀ)·S·[X; 1]ᵀ
+        np.matmul(S, Xa.T, out=sums.W1b1)  # G = S·[X; 1]ᵀ  (n_h, n_x+1)
+
+
+def dW2_from_G(n_h: int, m: int, activation: Activation) -> bool:
+    """Whether relu's dW2 comes from G (see `finish_gradients`) for m columns.
+
+    It replaces a GEMV over (n_h, m) with a pass over the small G, which
+    pays once the GEMV is large; below that, a call's overhead rules.
+    """
+    return activation == "relu" and n_h * m >= 1 << 16
+
+
+def finish_gradients(P: Parameters, grads: Parameters, *, dW2_from_G: bool) -> None:
+    """Turn `Workspace.backward_sums` (or their sum over chunks) into the gradient, ×m.
+
+    [dW1 | db1]·m = dZ1·[X; 1]ᵀ = diag(W2ᵀ)·G, and with dW2_from_G:
+    relu(z) = [z > 0]·z, so A1 = [Z1 > 0] ∘ ([W1 | b1]·Xa) and
+    (dZ2·A1ᵀ)_j = Σ_i S_ji·Σ_k [W1 | b1]_jk·Xa_ki = Σ_k [W1 | b1]_jk·G_jk:
+    dW2 from the small G instead of another pass over (n_h, m).
+    """
+    G = grads.W1b1
+    if dW2_from_G:
+        np.einsum("jk,jk->j", P.W1b1, G, out=grads.W2[0])  # dW2·m = dZ2·A1ᵀ
+    G *= P.W2.T  # [dW1 | db1]·m = diag(W2ᵀ)·G
 
 
 def augment(X: Array, dtype: np.dtype | type | None = None) -> Array:

@@ -30,7 +30,7 @@ import numpy as np
 
 from app.nn.metrics import Metrics, classification_metrics
 from app.nn.model import Model, augmented_rows, chunk_width, logits
-from app.nn.network import Workspace, cross_entropy_sum
+from app.nn.network import Workspace, cross_entropy_sum, dW2_from_G, finish_gradients
 from app.nn.optimizers import Optimizer, OptimizerName, make_optimizer
 from app.nn.params import Activation, Array, Init, Parameters, default_init, initialize
 from app.nn.preprocessing import (
@@ -453,16 +453,18 @@ class Trainer:
             ws = self._workspace(b)
             ws.forward(P, Xa, Z2, act)
             ws.backward(P, Xa, Y, act, g)
-        else:  # a wide batch: the sum of its chunks' gradients
+        else:  # a wide batch: its chunks' sums, added up and finished once
             g.theta[...] = 0
             gc = self._chunk_grads
+            from_G = dW2_from_G(self.n_h, b, act)
             for start in range(0, b, self._chunk):
                 stop = min(start + self._chunk, b)
                 ws = self._workspace(stop - start)
                 ws.forward(P, Xa[:, start:stop], Z2[:, start:stop], act)
-                ws.backward(P, Xa[:, start:stop], Y[:, start:stop], act, gc)
+                ws.backward_sums(P, Xa[:, start:stop], Y[:, start:stop], act, gc, dW2_from_G=from_G)
                 g.theta += gc.theta
                 self._heartbeat()
+            finish_gradients(P, g, dW2_from_G=from_G)
         l2_term = 0.0
         if self.hp.l2:
             l2_term = self._l2_term()

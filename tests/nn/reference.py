@@ -86,15 +86,17 @@ def train(
     optimizer: str = "sgd",
     l2: float = 0.0,
     shuffle: bool = True,
+    activation: str = "relu",
 ) -> tuple[Net, list[float]]:
-    """Mini-batch gradient descent as DESIGN §1 states it, He initialisation, no
-    validation split and no standardization (so the Generator draws W1, W2,
-    then one permutation per epoch)."""
+    """Mini-batch gradient descent as DESIGN §1 states it, He initialisation for
+    relu and Xavier for tanh, no validation split and no standardization (so
+    the Generator draws W1, W2, then one permutation per epoch)."""
     rng = np.random.default_rng(seed)
     n_x, m = X.shape
-    W1 = rng.standard_normal((n_h, n_x)) * np.sqrt(2 / n_x)
-    W2 = rng.standard_normal((1, n_h)) * np.sqrt(2 / n_h)
-    net = Net(W1, np.zeros((n_h, 1)), W2, np.zeros((1, 1)))
+    gain = 2 if activation == "relu" else 1
+    W1 = rng.standard_normal((n_h, n_x)) * np.sqrt(gain / n_x)
+    W2 = rng.standard_normal((1, n_h)) * np.sqrt(gain / n_h)
+    net = Net(W1, np.zeros((n_h, 1)), W2, np.zeros((1, 1)), activation)
     B = m if batch_size is None else batch_size
     costs, t = [], 0
     for _ in range(epochs):

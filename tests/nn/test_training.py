@@ -94,16 +94,26 @@ def test_shuffle_off_visits_columns_in_order() -> None:
     assert not np.array_equal(shuffled.model.params.theta, result.model.params.theta)
 
 
-def test_wide_batches_are_chunked_without_changing_the_gradient() -> None:
-    """A full batch wider than the cache chunk sums chunk gradients: same result."""
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_wide_batches_are_chunked_without_changing_the_gradient(activation: str) -> None:
+    """A full batch wider than the cache chunk adds up its chunks' sums and
+    finishes them once (relu: dW2 from G; tanh: dZ2·A1ᵀ per chunk): same result."""
     X, Y = data(m=9000, n_x=4)
-    result = Trainer(
-        X,
-        Y,
-        hp(batch_size=None, epochs=3, validation_fraction=0, standardize=False, hidden_units=256),
-    ).run()
-    net, costs = reference.train(X, Y, n_h=256, epochs=3, batch_size=None, lr=0.2, seed=3)
+    settings = hp(
+        batch_size=None,
+        epochs=3,
+        validation_fraction=0,
+        standardize=False,
+        hidden_units=256,
+        hidden_activation=activation,
+    )
+    result = Trainer(X, Y, settings).run()
+    net, costs = reference.train(
+        X, Y, n_h=256, epochs=3, batch_size=None, lr=0.2, seed=3, activation=activation
+    )
     np.testing.assert_allclose(result.model.params.W1, net.W1, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.model.params.W2, net.W2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.model.params.b1, net.b1, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(result.history.train_cost[:3], costs, rtol=1e-10)
 
 
