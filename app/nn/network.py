@@ -74,30 +74,20 @@ def activation_forward(Z: Array, activation: Activation, out: Array | None = Non
     raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
 
 
-def masked(mask: np.ndarray, dA: Array, out: Array | None = None) -> Array:
-    """dA * mask for a boolean mask such as relu's [Z > 0].
-
-    The mask's 0/1 bytes are read as uint8: NumPy converts those to float
-    ~8% faster than bool.
-    """
-    return np.multiply(mask.view(np.uint8), dA, out=out)
-
-
 def activation_backward(
     dA: Array,
     Z: Array,
     A: Array,
     activation: Activation,
     out: Array | None = None,
-    mask: np.ndarray | None = None,
 ) -> Array:
     """dZ = dA * g'(Z): dA * [Z > 0] for relu, dA * (1 - A²) for tanh.
 
-    dA may be a row (1, m) that broadcasts over Z's rows. `mask` is an
-    optional boolean buffer of Z's shape for relu's [Z > 0].
+    dA may be a row (1, m) that broadcasts over Z's rows.
     """
     if activation == "relu":
-        return masked(np.greater(Z, 0, out=mask), dA, out=out)
+        # the mask's 0/1 bytes read as uint8: NumPy converts those ~8% faster than bool
+        return np.multiply(np.greater(Z, 0).view(np.uint8), dA, out=out)
     if activation == "tanh":
         dZ = np.multiply(A, A, out=out)
         dZ *= dA
