@@ -256,12 +256,20 @@ def median(values: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", default="abcd")
+    parser.add_argument(
+        "--configs",
+        default="abcd",
+        help="config letters, run together or separated by commas: abcd, c,d",
+    )
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peers", default="sklearn,torch")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
+    configs = [k for k in args.configs if k not in ", "]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configs {unknown}; choose from {''.join(CONFIGS)}")
 
     print(describe_machine())
     print(f"medians over {args.rounds} interleaved rounds")
@@ -274,7 +282,7 @@ def main() -> None:
     print(header)
     print("|" + "---|" * 12)
     nan = float("nan")
-    for key in args.configs:
+    for key in configs:
         cfg = CONFIGS[key]
         for dt in dtypes:
             X, y = make_data(cfg, dt)
