@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns
 from app.core.ids import is_id, new_id
@@ -44,17 +45,6 @@ def create_run(
         dataset = session.get(Dataset, dataset_id)
         if dataset is None or dataset.owner != owner:
             raise NotFound(f"dataset {dataset_id} does not exist")
-        active = session.scalar(
-            select(func.count())
-            .select_from(Run)
-            .where(Run.owner == owner, Run.status.in_(("queued", "running")))
-        )
-        if active is not None and active >= settings.max_active_runs_per_owner:
-            raise TooManyRuns(
-                f"{active} runs are queued or running, the limit is "
-                f"{settings.max_active_runs_per_owner}; try again when one has ended",
-                headers={"Retry-After": "30"},
-            )
         work = dataset.n_samples * dataset.n_features * hp.hidden_units * hp.epochs
         if work > settings.max_work:
             raise Invalid(
@@ -78,9 +68,46 @@ def create_run(
         created_at=utcnow(),
     )
     with db.write() as session:
+        # counted in the writing transaction, with the owner's run creation
+        # serialised, so that concurrent requests cannot all pass the cap
+        _lock_owners_runs(session, owner)
+        _check_active_runs(session, owner, settings.max_active_runs_per_owner)
+        # the dataset again, held against deletion until the run is written (a
+        # concurrent DELETE /datasets/{id} would otherwise surface as a
+        # foreign-key error, a 500, instead of this 404)
+        if (
+            session.get(Dataset, dataset_id, with_for_update={"read": True, "key_share": True})
+            is None
+        ):
+            raise NotFound(f"dataset {dataset_id} does not exist")
         session.add(run)
     deliver(db=db, submit=executor.submit, run_id=run.id)
     return run
+
+
+def _lock_owners_runs(session: Session, owner: str) -> None:
+    """Serialise run creation per owner until the transaction ends.
+
+    SQLite's write transactions are serial already (BEGIN IMMEDIATE, see
+    app.db.session); PostgreSQL takes a transaction-scoped advisory lock
+    keyed on the owner.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(owner, 0))))
+
+
+def _check_active_runs(session: Session, owner: str, limit: int) -> None:
+    active = session.scalar(
+        select(func.count())
+        .select_from(Run)
+        .where(Run.owner == owner, Run.status.in_(("queued", "running")))
+    )
+    if active is not None and active >= limit:
+        raise TooManyRuns(
+            f"{active} runs are queued or running, the limit is {limit}; "
+            "try again when one has ended",
+            headers={"Retry-After": "30"},
+        )
 
 
 def _check_warm_start(

@@ -6,18 +6,25 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
+from app.core.errors import NotFound, TooManyRuns
 from app.core.settings import Settings, configure
+from app.db.base import utcnow
+from app.db.models import Run
 from app.db.session import Database
 from app.main import create_app
+from app.services import datasets, runs
 from app.services.keys import create_key, revoke_keys
 from tests.helpers import TWOLAYER, start_serve
 from tests.service.conftest import FAST, RecordingExecutor, ended, problem_of, wait_for
@@ -162,6 +169,78 @@ def test_owners_never_see_each_others_data(secured: TestClient, keys: dict[str, 
     )
     assert predicted.status_code == 200
     secured.post(f"/runs/{long_run['id']}/cancel", headers=alice)
+
+
+def test_concurrent_run_creation_never_passes_the_cap(settings: Settings) -> None:
+    """The cap is counted in the writing transaction, creation serialised per owner:
+    eight simultaneous requests against a cap of 3 make exactly 3 runs."""
+    capped = settings.model_copy(update={"max_active_runs_per_owner": 3})
+    db = Database(settings.database_url)
+    try:
+        dataset, _ = datasets.create_sample_dataset(
+            db=db, owner="carol", kind="xor", n_samples=50, noise=0.1, seed=0, name=None
+        )
+        start = threading.Barrier(8)
+
+        def create() -> str:
+            start.wait()
+            try:
+                runs.create_run(
+                    db=db,
+                    settings=capped,
+                    executor=RecordingExecutor(),
+                    owner="carol",
+                    dataset_id=dataset.id,
+                    name=None,
+                    init_from_run_id=None,
+                    hyperparameters={"epochs": 5},
+                )
+            except TooManyRuns:
+                return "refused"
+            return "created"
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = sorted(pool.map(lambda _: create(), range(8)))
+        assert outcomes == ["created"] * 3 + ["refused"] * 5
+        with db.read() as session:
+            count = select(func.count()).select_from(Run).where(Run.owner == "carol")
+            assert session.scalar(count) == 3
+    finally:
+        db.dispose()
+
+
+def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dataset is checked again in the writing transaction: a DELETE that
+    commits between the checks and the write gives NotFound, not a foreign-key
+    error (a 500), and no run is written."""
+    db = Database(settings.database_url)
+    try:
+        dataset, _ = datasets.create_sample_dataset(
+            db=db, owner="carol", kind="xor", n_samples=50, noise=0.1, seed=0, name=None
+        )
+
+        def delete_then_stamp() -> Any:  # runs between the read and the write
+            datasets.delete_dataset(db=db, owner="carol", dataset_id=dataset.id)
+            return utcnow()
+
+        monkeypatch.setattr(runs, "utcnow", delete_then_stamp)
+        with pytest.raises(NotFound):
+            runs.create_run(
+                db=db,
+                settings=settings,
+                executor=RecordingExecutor(),
+                owner="carol",
+                dataset_id=dataset.id,
+                name=None,
+                init_from_run_id=None,
+                hyperparameters={"epochs": 5},
+            )
+        with db.read() as session:
+            assert session.scalar(select(func.count()).select_from(Run)) == 0
+    finally:
+        db.dispose()
 
 
 def wait_for_owner(client: TestClient, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
@@ -350,8 +429,6 @@ def test_csv_row_and_column_limits_are_422_and_write_nothing(settings: Settings)
 def test_an_unexpected_error_is_a_500_problem_without_a_trace(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.services import datasets
-
     def explode(**_: Any) -> Any:
         raise RuntimeError("secret internals /etc/passwd")
 
