@@ -171,6 +171,20 @@ def test_owners_never_see_each_others_data(secured: TestClient, keys: dict[str, 
     secured.post(f"/runs/{long_run['id']}/cancel", headers=alice)
 
 
+def create_carols_run(db: Database, settings: Settings, dataset_id: str) -> None:
+    """POST /runs's service call, for tests that race it."""
+    runs.create_run(
+        db=db,
+        settings=settings,
+        executor=RecordingExecutor(),
+        owner="carol",
+        dataset_id=dataset_id,
+        name=None,
+        init_from_run_id=None,
+        hyperparameters={"epochs": 5},
+    )
+
+
 def test_concurrent_run_creation_never_passes_the_cap(settings: Settings) -> None:
     """The cap is counted in the writing transaction, creation serialised per owner:
     eight simultaneous requests against a cap of 3 make exactly 3 runs."""
@@ -185,16 +199,7 @@ def test_concurrent_run_creation_never_passes_the_cap(settings: Settings) -> Non
         def create() -> str:
             start.wait()
             try:
-                runs.create_run(
-                    db=db,
-                    settings=capped,
-                    executor=RecordingExecutor(),
-                    owner="carol",
-                    dataset_id=dataset.id,
-                    name=None,
-                    init_from_run_id=None,
-                    hyperparameters={"epochs": 5},
-                )
+                create_carols_run(db, capped, dataset.id)
             except TooManyRuns:
                 return "refused"
             return "created"
@@ -227,16 +232,7 @@ def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
 
         monkeypatch.setattr(runs, "utcnow", delete_then_stamp)
         with pytest.raises(NotFound):
-            runs.create_run(
-                db=db,
-                settings=settings,
-                executor=RecordingExecutor(),
-                owner="carol",
-                dataset_id=dataset.id,
-                name=None,
-                init_from_run_id=None,
-                hyperparameters={"epochs": 5},
-            )
+            create_carols_run(db, settings, dataset.id)
         with db.read() as session:
             assert session.scalar(select(func.count()).select_from(Run)) == 0
     finally:
