@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,9 +62,11 @@ def augmented_rows(X: Array, standardization: Standardization | None, dtype: np.
     return XTa
 
 
-# Up to this many columns, prediction reuses per-thread buffers: for a few rows
-# the cost is allocation and call overhead, not arithmetic.
+# Up to this many columns, prediction reuses buffers: for a few rows the cost
+# is allocation and call overhead, not arithmetic.
 SMALL_BATCH = 64
+
+_Buffers = tuple[Workspace, Array, Array]  # workspace, [X; 1] and Z2 for m columns
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,10 @@ class Model:
     activation: Activation
     classes: tuple[Label, Label]
     standardization: Standardization | None
-    _buffers: threading.local = field(
-        default_factory=threading.local, init=False, repr=False, compare=False
+    # m -> free buffer sets; a call borrows one and gives it back, so concurrent
+    # callers (threads) never share one. list.pop and list.append are atomic.
+    _free: dict[int, list[_Buffers]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     @property
@@ -95,34 +98,30 @@ class Model:
             A2 = np.empty((1, m), self.params.theta.dtype)
             logits(self.params, Xa, self.activation, A2)
             return A2
-        ws, Xa, Z2 = self._small_buffers(m)
-        n_x = self.n_features
-        if self.standardization is None:
-            Xa[:n_x] = X
-        else:  # the same (x - mean) / scale as Standardization.transform
-            np.subtract(X, self.standardization.mean, out=Xa[:n_x])
-            np.divide(Xa[:n_x], self.standardization.scale, out=Xa[:n_x])
-        ws.forward(self.params, Xa, Z2, self.activation)
-        return ws.A2.copy()
+        free = self._free.setdefault(m, [])
+        try:
+            buffers = free.pop()
+        except IndexError:
+            buffers = self._new_buffers(m)
+        try:
+            ws, Xa, Z2 = buffers
+            n_x = self.n_features
+            if self.standardization is None:
+                Xa[:n_x] = X
+            else:  # the same (x - mean) / scale as Standardization.transform
+                np.subtract(X, self.standardization.mean, out=Xa[:n_x])
+                np.divide(Xa[:n_x], self.standardization.scale, out=Xa[:n_x])
+            ws.forward(self.params, Xa, Z2, self.activation)
+            return ws.A2.copy()
+        finally:
+            free.append(buffers)
 
-    def _small_buffers(self, m: int) -> tuple[Workspace, Array, Array]:
-        """This thread's workspace, [X; 1] and Z2 buffers for m columns."""
-        cache: dict[int, tuple[Workspace, Array, Array]] | None = getattr(
-            self._buffers, "by_width", None
-        )
-        if cache is None:
-            cache = self._buffers.by_width = {}
-        found = cache.get(m)
-        if found is None:
-            P, dtype = self.params, self.params.theta.dtype
-            Xa = np.empty((P.n_x + 1, m), dtype)
-            Xa[P.n_x] = 1
-            found = cache[m] = (
-                Workspace(P.n_x, P.n_h, m, dtype, backward=False),
-                Xa,
-                np.empty((1, m), dtype),
-            )
-        return found
+    def _new_buffers(self, m: int) -> _Buffers:
+        """A workspace, [X; 1] and Z2 buffers for m columns."""
+        P, dtype = self.params, self.params.theta.dtype
+        Xa = np.empty((P.n_x + 1, m), dtype)
+        Xa[P.n_x] = 1
+        return Workspace(P.n_x, P.n_h, m, dtype, backward=False), Xa, np.empty((1, m), dtype)
 
     def predict(self, X: Any, threshold: float = 0.5) -> list[Label]:
         """The class of each column: the positive class where ŷ ≥ threshold."""

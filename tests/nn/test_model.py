@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +68,25 @@ def test_large_inputs_are_predicted_in_chunks_identically() -> None:
         [model.predict_proba(X[:, i : i + 777]) for i in range(0, 20000, 777)], axis=1
     )
     np.testing.assert_allclose(whole, pieces, rtol=1e-14)
+
+
+def test_small_predictions_from_many_threads_never_share_buffers(
+    moons: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Small batches reuse buffers; concurrent callers each borrow their own."""
+    X, Y = moons
+    model = trained(X, Y)
+    columns = [X[:, i : i + 1 + i % 5] for i in range(60)]
+    expected = [forward(model.params, model.standardization.transform(x)).A2 for x in columns]  # type: ignore[union-attr]
+
+    def predict_all(_: int) -> list[np.ndarray]:
+        return [model.predict_proba(x) for x in columns * 20]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(predict_all, range(8)))
+    for got in results:
+        for k, proba in enumerate(got):
+            np.testing.assert_allclose(proba, expected[k % len(columns)], rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
