@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.nn import Hyperparameters, Trainer
-from app.nn.model import chunk_width
+from app.nn.workspace import chunk_width
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,22 @@
 """The two-layer network engine: pure NumPy, samples as columns (X is (n_x, m)).
 
 Imports numpy and the standard library only (a test enforces it).
+
+    network.py          the seed's map as code: forward, cost, backward (the reference)
+    workspace.py        the same map in preallocated buffers: the fast form the loop uses
+    training.py         the Trainer: mini-batches, validation, early stopping, callbacks
+    hyperparameters.py  Hyperparameters, each with its one rule (rules.py)
+    checkpoint.py       a trainer's state at an epoch boundary, and its .npz layout
+    model.py            a fitted model: predict_proba, predict, its .npz file
 """
 
+from app.nn.history import EpochHistory, EpochRecord
+from app.nn.hyperparameters import Hyperparameters
 from app.nn.metrics import Metrics, classification_metrics, roc_auc
 from app.nn.model import Model
 from app.nn.network import (
     Cache,
     Gradients,
-    Workspace,
     activation_backward,
     activation_forward,
     backward,
@@ -17,36 +25,33 @@ from app.nn.network import (
     sigmoid,
 )
 from app.nn.params import Parameters, initialize, n_parameters
-from app.nn.preprocessing import Standardization, encode_labels, stratified_split
+from app.nn.preprocessing import Standardization, check_labels, encode_labels, stratified_split
+from app.nn.rules import Rule
 from app.nn.samples import SAMPLE_KINDS, make_samples
-from app.nn.training import (
-    EpochRecord,
-    FitResult,
-    History,
-    Hyperparameters,
-    Progress,
-    Trainer,
-    fit,
-)
+from app.nn.training import FitResult, Progress, Trainer, fit
+from app.nn.workspace import BatchGradient, Workspace
 
 __all__ = [
     "SAMPLE_KINDS",
+    "BatchGradient",
     "Cache",
+    "EpochHistory",
     "EpochRecord",
     "FitResult",
     "Gradients",
-    "History",
     "Hyperparameters",
     "Metrics",
     "Model",
     "Parameters",
     "Progress",
+    "Rule",
     "Standardization",
     "Trainer",
     "Workspace",
     "activation_backward",
     "activation_forward",
     "backward",
+    "check_labels",
     "classification_metrics",
     "compute_cost",
     "encode_labels",

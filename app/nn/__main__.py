@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.nn.hyperparameters import Hyperparameters
 from app.nn.samples import make_samples
-from app.nn.training import Hyperparameters, Progress, Trainer
+from app.nn.training import Progress, Trainer
 
 
 def main() -> None:

@@ -1,4 +1,13 @@
-"""A fitted model: parameters, activation, classes and standardization."""
+"""A fitted model: parameters, activation, classes and standardization, and its file.
+
+The model file (`to_bytes`, served as `GET /runs/{id}/model.npz`) is an
+`.npz` archive that `np.load(..., allow_pickle=False)` reads:
+
+    W1 (n_h, n_x)  b1 (n_h, 1)  W2 (1, n_h)  b2 (1, 1)   in the standardized feature space
+    mean, scale (n_x, 1)                                  only when standardized
+    __meta__  a JSON string: {"format": "twolayer.model/1", "activation": "relu"|"tanh",
+              "classes": [negative, positive]}  (the classes keep their JSON types)
+"""
 
 from __future__ import annotations
 
@@ -8,58 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from app.nn.network import Workspace
+from app.nn.data import augmented_rows
 from app.nn.params import Activation, Array, Parameters
 from app.nn.preprocessing import Label, Standardization, check_features
+from app.nn.rules import Rule
 from app.nn.serialization import dump_npz, load_npz
+from app.nn.workspace import Workspace, logits
 
 MODEL_FORMAT = "twolayer.model/1"
-
-
-def chunk_width(n_h: int, dtype: np.dtype | type) -> int:
-    """Columns per chunk when a pass is split to keep (n_h, m) buffers in cache.
-
-    A function of n_h and dtype only, so a run computes identically
-    (bit for bit) on every machine and after every resume.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    # ~1 MiB per (n_h, width) buffer: measured fastest for n_h 128 (1024 columns
-    # in float64, 2048 in float32); narrower chunks cost GEMM efficiency.
-    width = (1024 * 1024) // (max(n_h, 1) * itemsize)
-    return int(min(max(width, 256), 8192))
-
-
-def logits(P: Parameters, Xa: Array, activation: Activation, A2: Array | None = None) -> Array:
-    """Z2 (1, m) for Xa = [X; 1] (n_x+1, m), in cache-sized chunks of columns;
-    also fills A2 = σ(Z2) (1, m) when given."""
-    m = Xa.shape[1]
-    Z2 = np.empty((1, m), P.theta.dtype)
-    width = chunk_width(P.n_h, P.theta.dtype)
-    workspaces: dict[int, Workspace] = {}
-    for start in range(0, m, width):
-        stop = min(start + width, m)
-        ws = workspaces.get(stop - start)
-        if ws is None:
-            ws = workspaces[stop - start] = Workspace(
-                P.n_x, P.n_h, stop - start, P.theta.dtype, backward=False
-            )
-        ws.forward(P, Xa[:, start:stop], Z2[:, start:stop], activation)
-        if A2 is not None:
-            A2[:, start:stop] = ws.A2
-    return Z2
-
-
-def augmented_rows(X: Array, standardization: Standardization | None, dtype: np.dtype) -> Array:
-    """Rows [x_i, 1] (m, n_x+1), C-ordered, from X (n_x, m).
-
-    Its transpose is Xa = [X; 1] in F order: one sample's features are
-    contiguous, so a batch of consecutive samples is one contiguous block.
-    """
-    n_x, m = X.shape
-    XTa = np.empty((m, n_x + 1), dtype)
-    XTa[:, :n_x] = (standardization.transform(X) if standardization else X).T
-    XTa[:, n_x] = 1
-    return XTa
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD = Rule("float", "ŷ at or above it predicts the positive class", ge=0, le=1)
 
 
 # Up to this many columns, prediction reuses buffers: for a few rows the cost
@@ -123,12 +90,17 @@ class Model:
         Xa[P.n_x] = 1
         return Workspace(P.n_x, P.n_h, m, dtype, backward=False), Xa, np.empty((1, m), dtype)
 
-    def predict(self, X: Any, threshold: float = 0.5) -> list[Label]:
+    def predict(self, X: Any, threshold: float = DEFAULT_THRESHOLD) -> list[Label]:
         """The class of each column: the positive class where ŷ ≥ threshold."""
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        positive = self.predict_proba(X).ravel() >= threshold
-        return [self.classes[int(p)] for p in positive]
+        return self.labels(self.predict_proba(X), threshold)
+
+    def labels(self, probabilities: Array, threshold: float = DEFAULT_THRESHOLD) -> list[Label]:
+        """The class for each probability ŷ: the positive class where ŷ ≥ threshold."""
+        problem = THRESHOLD.problem("threshold", threshold)
+        if problem is not None:
+            raise ValueError(problem)
+        negative, positive = self.classes
+        return [positive if p else negative for p in (probabilities.ravel() >= threshold).tolist()]
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = dict(self.params.arrays())
@@ -159,6 +131,25 @@ class Model:
             activation=meta["activation"],
             classes=_two_classes(meta["classes"]),
             standardization=standardization,
+        )
+
+
+def check_warm_start(
+    model: Model, *, n_features: int, hidden_units: int, activation: Activation
+) -> None:
+    """A run may start from `model`'s weights only with its shape and activation."""
+    if model.n_features != n_features:
+        raise ValueError(
+            f"the initial model has {model.n_features} features, the data {n_features}"
+        )
+    if model.hidden_units != hidden_units:
+        raise ValueError(
+            f"the initial model has {model.hidden_units} hidden units, "
+            f"this run asks for {hidden_units}"
+        )
+    if model.activation != activation:
+        raise ValueError(
+            f"the initial model uses {model.activation}, this run asks for {activation}"
         )
 
 

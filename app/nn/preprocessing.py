@@ -70,30 +70,38 @@ def check_targets(Y: Any, m: int) -> Array:
     return arr
 
 
-def encode_labels(labels: Sequence[Label]) -> tuple[Array, list[Label]]:
-    """Any two distinct values → Y (1, m) in {0, 1}, and `classes` sorted.
+def check_labels(labels: Sequence[Label]) -> None:
+    """Labels name two classes: values of one type, exactly two distinct ones.
 
-    The second of the sorted classes is the positive class (1), as in
-    scikit-learn's LabelEncoder. One class, three or more, or values that
-    cannot be ordered against each other raise ValueError.
+    ValueError otherwise, naming the problem. (bool and int are different
+    types here: true and 1 do not name the same class.)
     """
     values = list(labels)
     if not values:
         raise ValueError("labels must not be empty")
-    distinct = set(values)
-    if len(distinct) != 2:
-        if len(distinct) < 2:
-            raise ValueError(f"labels must hold two distinct classes, got only {values[0]!r}")
-        shown = sorted(map(repr, distinct))[:5]
-        raise ValueError(
-            f"labels must hold exactly two classes, got {len(distinct)}: {', '.join(shown)}"
-        )
-    kinds = {type(v) for v in distinct}
+    kinds = {type(v) for v in values}
     if len(kinds) > 1:
         raise ValueError(
             "labels must all be of one type, got " + " and ".join(sorted(k.__name__ for k in kinds))
         )
-    classes = sorted(distinct)
+    distinct = set(values)
+    if len(distinct) < 2:
+        raise ValueError(f"labels must hold two classes, got only {values[0]!r}")
+    if len(distinct) > 2:
+        shown = ", ".join(sorted(map(repr, distinct))[:5])
+        raise ValueError(f"labels must hold exactly two classes, got {len(distinct)}: {shown}")
+
+
+def encode_labels(labels: Sequence[Label]) -> tuple[Array, list[Label]]:
+    """Any two distinct values → Y (1, m) in {0, 1}, and `classes` sorted.
+
+    The second of the sorted classes is the positive class (1), as in
+    scikit-learn's LabelEncoder. Labels that break `check_labels` raise
+    ValueError.
+    """
+    values = list(labels)
+    check_labels(values)
+    classes = sorted(set(values))
     positive = classes[1]
     Y = np.fromiter((v == positive for v in values), dtype=np.float64, count=len(values))
     return Y.reshape(1, -1), classes

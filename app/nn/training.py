@@ -1,7 +1,7 @@
 """The training loop: mini-batch gradient descent, validation, early stopping,
 progress callbacks and checkpoints that resume bit for bit.
 
-Per epoch (DESIGN §1): one permutation of the training columns drawn from
+Per epoch (docs/design.md, "The mathematics"): one permutation of the training columns drawn from
 the run's Generator, one step per batch of `batch_size` columns (the last
 may be smaller; None = full batch, one step per epoch). The recorded train
 cost is the mean per-sample loss over the epoch's batches, each taken before
@@ -13,14 +13,12 @@ Speed notes (behind the textbook names):
   contiguous block whose transpose is Xa = [X; 1] without a copy.
 - Z2 of every batch is written into an epoch-long buffer; the epoch's cost
   and accuracy are computed once from it, not per batch.
-- Batches wider than `chunk_width` columns (full batch on large data) are
-  processed in chunks whose gradients are summed: the same gradient, with
-  (n_h, chunk) buffers that stay in cache.
+- Each step's gradient is `BatchGradient`, the fast form of the map
+  (`app.nn.workspace`), which splits wide batches into cache-sized chunks.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,166 +26,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app.nn.checkpoint import CheckpointState, decode_checkpoint, encode_checkpoint
+from app.nn.data import training_data
+from app.nn.history import EpochHistory, EpochRecord
+from app.nn.hyperparameters import Hyperparameters
 from app.nn.metrics import Metrics, classification_metrics
-from app.nn.model import Model, augmented_rows, chunk_width, logits
-from app.nn.network import Workspace, cross_entropy_sum, dW2_from_G, finish_gradients
-from app.nn.optimizers import Optimizer, OptimizerName, make_optimizer
-from app.nn.params import Activation, Array, Init, Parameters, default_init, initialize
-from app.nn.preprocessing import (
-    Label,
-    Standardization,
-    check_features,
-    check_targets,
-    encode_labels,
-    stratified_split,
-)
-from app.nn.serialization import dump_npz, load_npz
+from app.nn.model import Model, check_warm_start
+from app.nn.network import cross_entropy_sum
+from app.nn.optimizers import Optimizer, make_optimizer
+from app.nn.params import Array, Parameters, initialize
+from app.nn.preprocessing import Label, check_features, check_targets, encode_labels
+from app.nn.workspace import BatchGradient, logits
 
-CHECKPOINT_FORMAT = "twolayer.checkpoint/1"
 StopReason = Literal["completed", "early_stopping", "stopped", "diverged"]
-
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    """Everything that shapes a run (defaults as DESIGN §4)."""
-
-    hidden_units: int = 16
-    hidden_activation: Activation = "relu"
-    init: Init | None = None  # None: "he" for relu, "xavier" for tanh
-    learning_rate: float = 0.1
-    epochs: int = 100
-    batch_size: int | None = 64  # None: full batch
-    optimizer: OptimizerName = "sgd"
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    l2: float = 0.0
-    standardize: bool = True
-    validation_fraction: float = 0.2
-    early_stopping: bool = False
-    patience: int = 10
-    min_delta: float = 1e-4
-    shuffle: bool = True
-    dtype: Literal["float64", "float32"] = "float64"
-    seed: int | None = None  # None: one is drawn by `resolved`
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise ValueError(message)
-
-        def is_int(v: object) -> bool:
-            return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-        def is_num(v: object) -> bool:
-            return (
-                isinstance(v, int | float | np.number)
-                and not isinstance(v, bool)
-                and bool(np.isfinite(v))
-            )
-
-        need(
-            is_int(self.hidden_units) and self.hidden_units >= 1,
-            f"hidden_units must be an integer >= 1, got {self.hidden_units!r}",
-        )
-        need(
-            self.hidden_activation in ("relu", "tanh"),
-            f"hidden_activation must be 'relu' or 'tanh', got {self.hidden_activation!r}",
-        )
-        need(
-            self.init in (None, "he", "xavier", "small"),
-            f"init must be 'he', 'xavier' or 'small', got {self.init!r}",
-        )
-        need(
-            is_num(self.learning_rate) and self.learning_rate > 0,
-            f"learning_rate must be a number > 0, got {self.learning_rate!r}",
-        )
-        need(
-            is_int(self.epochs) and self.epochs >= 1,
-            f"epochs must be an integer >= 1, got {self.epochs!r}",
-        )
-        need(
-            self.batch_size is None or (is_int(self.batch_size) and self.batch_size >= 1),
-            f"batch_size must be an integer >= 1 or None (full batch), got {self.batch_size!r}",
-        )
-        need(
-            self.optimizer in ("sgd", "momentum", "adam"),
-            f"optimizer must be 'sgd', 'momentum' or 'adam', got {self.optimizer!r}",
-        )
-        need(
-            is_num(self.momentum) and 0 <= self.momentum < 1,
-            f"momentum must be in [0, 1), got {self.momentum!r}",
-        )
-        need(
-            is_num(self.beta1) and 0 <= self.beta1 < 1,
-            f"beta1 must be in [0, 1), got {self.beta1!r}",
-        )
-        need(
-            is_num(self.beta2) and 0 <= self.beta2 < 1,
-            f"beta2 must be in [0, 1), got {self.beta2!r}",
-        )
-        need(
-            is_num(self.epsilon) and self.epsilon > 0,
-            f"epsilon must be a number > 0, got {self.epsilon!r}",
-        )
-        need(is_num(self.l2) and self.l2 >= 0, f"l2 must be a number >= 0, got {self.l2!r}")
-        need(
-            isinstance(self.standardize, bool),
-            f"standardize must be a bool, got {self.standardize!r}",
-        )
-        need(
-            is_num(self.validation_fraction) and 0 <= self.validation_fraction <= 0.5,
-            f"validation_fraction must be in [0, 0.5], got {self.validation_fraction!r}",
-        )
-        need(
-            isinstance(self.early_stopping, bool),
-            f"early_stopping must be a bool, got {self.early_stopping!r}",
-        )
-        need(
-            not self.early_stopping or self.validation_fraction > 0,
-            "early_stopping needs a validation set: set validation_fraction > 0",
-        )
-        need(
-            is_int(self.patience) and self.patience >= 1,
-            f"patience must be an integer >= 1, got {self.patience!r}",
-        )
-        need(
-            is_num(self.min_delta) and self.min_delta >= 0,
-            f"min_delta must be a number >= 0, got {self.min_delta!r}",
-        )
-        need(isinstance(self.shuffle, bool), f"shuffle must be a bool, got {self.shuffle!r}")
-        need(
-            self.dtype in ("float64", "float32"),
-            f"dtype must be 'float64' or 'float32', got {self.dtype!r}",
-        )
-        need(
-            self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**63),
-            f"seed must be an integer in [0, 2**63) or None, got {self.seed!r}",
-        )
-
-    def resolved(self) -> Hyperparameters:
-        """The same settings with `init` and `seed` filled in (a seed is drawn if None)."""
-        seed = self.seed
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
-        return dataclasses.replace(
-            self, init=self.init or default_init(self.hidden_activation), seed=seed
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """The figures of one finished epoch (1-based)."""
-
-    epoch: int
-    train_cost: float
-    train_accuracy: float
-    validation_cost: float | None
-    validation_accuracy: float | None
 
 
 @dataclass(frozen=True)
@@ -205,60 +56,16 @@ class Progress:
 Callback = Callable[[Progress], object]
 
 
-class History:
-    """Per-epoch figures, columnar; validation columns are None without validation."""
-
-    def __init__(self, epochs: int, has_validation: bool) -> None:
-        self.n = 0
-        self.train_cost = np.full(epochs, np.nan)
-        self.train_accuracy = np.full(epochs, np.nan)
-        self.validation_cost = np.full(epochs, np.nan) if has_validation else None
-        self.validation_accuracy = np.full(epochs, np.nan) if has_validation else None
-
-    def append(self, r: EpochRecord) -> None:
-        i = r.epoch - 1
-        self.train_cost[i] = r.train_cost
-        self.train_accuracy[i] = r.train_accuracy
-        if self.validation_cost is not None and self.validation_accuracy is not None:
-            self.validation_cost[i] = r.validation_cost
-            self.validation_accuracy[i] = r.validation_accuracy
-        self.n = r.epoch
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """epoch, train_cost, train_accuracy and (if any) validation_cost/accuracy, up to n."""
-        cols = {
-            "epoch": np.arange(1, self.n + 1),
-            "train_cost": self.train_cost[: self.n].copy(),
-            "train_accuracy": self.train_accuracy[: self.n].copy(),
-        }
-        if self.validation_cost is not None and self.validation_accuracy is not None:
-            cols["validation_cost"] = self.validation_cost[: self.n].copy()
-            cols["validation_accuracy"] = self.validation_accuracy[: self.n].copy()
-        return cols
-
-    def records(self) -> list[EpochRecord]:
-        c = self.columns()
-        val_c, val_a = c.get("validation_cost"), c.get("validation_accuracy")
-        return [
-            EpochRecord(
-                epoch=i + 1,
-                train_cost=float(c["train_cost"][i]),
-                train_accuracy=float(c["train_accuracy"][i]),
-                validation_cost=None if val_c is None else float(val_c[i]),
-                validation_accuracy=None if val_a is None else float(val_a[i]),
-            )
-            for i in range(self.n)
-        ]
-
-
 @dataclass(frozen=True)
 class FitResult:
     model: Model
     hyperparameters: Hyperparameters  # resolved: init and seed filled in
-    history: History
+    history: EpochHistory
     train_metrics: Metrics
     validation_metrics: Metrics | None
-    best_epoch: int | None  # lowest validation cost, if there is validation
+    # the last epoch whose validation cost beat the best so far by more than
+    # min_delta (not always the lowest one); None without validation
+    best_epoch: int | None
     epochs_completed: int
     stop_reason: StopReason
 
@@ -304,32 +111,22 @@ class Trainer:
         self.heartbeat_seconds = heartbeat_seconds
         self.rng = np.random.default_rng(hp.seed)
 
-        train_idx, val_idx = stratified_split(Y, hp.validation_fraction, self.rng)
         if init_model is not None:
-            if init_model.n_features != n_x or init_model.hidden_units != n_h:
-                raise ValueError(
-                    f"init_model has n_features={init_model.n_features}, "
-                    f"hidden_units={init_model.hidden_units}; this run needs {n_x} and {n_h}"
-                )
-            if init_model.activation != hp.hidden_activation:
-                raise ValueError(
-                    f"init_model uses {init_model.activation}, this run {hp.hidden_activation}"
-                )
-            self.standardization = init_model.standardization
-        elif hp.standardize:
-            self.standardization = Standardization.fit(X[:, train_idx])
-        else:
-            self.standardization = None
-
-        self.m = train_idx.size
-        self._XTa = augmented_rows(X[:, train_idx], self.standardization, dtype)
-        self._Y = np.ascontiguousarray(Y[:, train_idx], dtype=dtype)
-        self.m_val = val_idx.size
-        self._Xa_val: Array | None = None
-        self._Y_val: Array | None = None
-        if self.m_val:
-            self._Xa_val = augmented_rows(X[:, val_idx], self.standardization, dtype).T
-            self._Y_val = np.ascontiguousarray(Y[:, val_idx], dtype=dtype)
+            check_warm_start(
+                init_model, n_features=n_x, hidden_units=n_h, activation=hp.hidden_activation
+            )
+        data = training_data(
+            X,
+            Y,
+            validation_fraction=hp.validation_fraction,
+            rng=self.rng,
+            standardization=None if init_model is None else init_model.standardization,
+            standardize=hp.standardize and init_model is None,
+            dtype=dtype,
+        )
+        self.standardization = data.standardization
+        self.m, self.m_val = data.m, data.m_val
+        self._XTa, self._Y, self._Xa_val, self._Y_val = data.XTa, data.Y, data.Xa_val, data.Y_val
 
         if init_model is not None:
             self.params = Parameters(init_model.params.theta.astype(dtype), n_x, n_h)
@@ -348,7 +145,7 @@ class Trainer:
             dtype=dtype,
         )
         self.epoch = 0
-        self.history = History(hp.epochs, self.m_val > 0)
+        self.history = EpochHistory(hp.epochs, self.m_val > 0)
         self.best_cost = np.inf
         self.best_epoch: int | None = None
         self.best_theta: Array | None = None
@@ -356,17 +153,12 @@ class Trainer:
         self.stop_reason: StopReason | None = None
 
         # hot-loop buffers
-        self._grads = Parameters.zeros(n_x, n_h, dtype)
-        self._chunk_grads = Parameters.zeros(n_x, n_h, dtype)
-        self._l2_tmp = np.zeros(size, dtype)
-        self._l2_mask = self.params.weight_mask() * dtype.type(hp.l2)  # λ on weights, 0 on biases
+        self._gradient = BatchGradient(n_x, n_h, dtype, hp.hidden_activation, hp.l2)
         self._Z2 = np.empty((1, self.m), dtype)
-        self._chunk = chunk_width(n_h, dtype)
         self._batch = self.m if hp.batch_size is None else min(hp.batch_size, self.m)
         self._permute = hp.shuffle and self._batch < self.m  # a full batch's gradient ignores order
         self._rows = np.empty((self._batch if self._permute else 0, n_x + 1), dtype)
         self._Y_epoch = np.empty_like(self._Y) if self._permute else self._Y
-        self._workspaces: dict[int, Workspace] = {}
         self._callback: Callback | None = None
         self._next_beat = 0.0
 
@@ -446,31 +238,8 @@ class Trainer:
 
         Returns the batch's (λ/2)·(‖W1‖² + ‖W2‖²), its share of the cost.
         """
-        P, g = self.params, self._grads
-        act = self.hp.hidden_activation
-        b = Xa.shape[1]
-        if b <= self._chunk:
-            ws = self._workspace(b)
-            ws.forward(P, Xa, Z2, act)
-            ws.backward(P, Xa, Y, act, g)
-        else:  # a wide batch: its chunks' sums, added up and finished once
-            g.theta[...] = 0
-            gc = self._chunk_grads
-            from_G = dW2_from_G(self.n_h, b, act)
-            for start in range(0, b, self._chunk):
-                stop = min(start + self._chunk, b)
-                ws = self._workspace(stop - start)
-                ws.forward(P, Xa[:, start:stop], Z2[:, start:stop], act)
-                ws.backward_sums(P, Xa[:, start:stop], Y[:, start:stop], act, gc, dW2_from_G=from_G)
-                g.theta += gc.theta
-                self._heartbeat()
-            finish_gradients(P, g, dW2_from_G=from_G)
-        l2_term = 0.0
-        if self.hp.l2:
-            l2_term = self._l2_term()
-            g.theta += self._l2_tmp  # λ·W: dW gains (λ/m)·W once scaled below
-        g.theta *= 1.0 / b  # the map's (1/m)
-        self.optimizer.step(P.theta, g.theta)
+        l2_term = self._gradient(self.params, Xa, Y, Z2, self._heartbeat)
+        self.optimizer.step(self.params.theta, self._gradient.grads.theta)
         return l2_term
 
     def _heartbeat(self) -> None:
@@ -480,20 +249,9 @@ class Trainer:
             if self._callback(Progress(self.epoch, self.hp.epochs, None, self)):
                 raise _StopRequested
 
-    def _workspace(self, width: int) -> Workspace:
-        ws = self._workspaces.get(width)
-        if ws is None:
-            ws = self._workspaces[width] = Workspace(self.n_x, self.n_h, width, self.dtype)
-        return ws
-
-    def _l2_term(self) -> float:
-        """(λ/2)·(‖W1‖² + ‖W2‖²); leaves λ·W (0 on biases) in self._l2_tmp."""
-        lam_W = np.multiply(self.params.theta, self._l2_mask, out=self._l2_tmp)
-        return 0.5 * float(np.dot(lam_W, self.params.theta))
-
     def _cost(self, Z2: Array, Y: Array) -> float:
         """J = (1/m)·Σ L + (λ/2m)·(‖W1‖² + ‖W2‖²) from the logits."""
-        l2_term = self._l2_term() if self.hp.l2 else 0.0
+        l2_term = self._gradient.l2_term(self.params) if self.hp.l2 else 0.0
         return (cross_entropy_sum(Z2, Y) + l2_term) / int(Y.shape[1])
 
     def _evaluate(self, Xa: Array, Y: Array) -> tuple[float, float]:
@@ -561,82 +319,25 @@ class Trainer:
 
     def checkpoint(self) -> bytes:
         """Everything needed to continue from this epoch boundary, as .npz bytes."""
-        arrays: dict[str, np.ndarray] = {"theta": self.params.theta.copy()}
-        for key, value in self.optimizer.state_dict().items():
-            arrays[f"optimizer.{key}"] = value
-        if self.best_theta is not None:
-            arrays["best_theta"] = self.best_theta
-        if self.standardization is not None:
-            arrays["mean"] = self.standardization.mean
-            arrays["scale"] = self.standardization.scale
-        for key, col in self.history.columns().items():
-            arrays[f"history.{key}"] = col
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "hyperparameters": self.hp.as_dict(),
-            "classes": list(self.classes),
-            "n_x": self.n_x,
-            "m_train": self.m,
-            "m_validation": self.m_val,
-            "epoch": self.epoch,
-            "rng_state": self.rng.bit_generator.state,
-            "best_cost": None if np.isinf(self.best_cost) else self.best_cost,
-            "best_epoch": self.best_epoch,
-            "wait": self.wait,
-        }
-        return dump_npz(arrays, meta)
+        return encode_checkpoint(CheckpointState.of(self))
 
     @classmethod
     def from_checkpoint(
         cls, data: bytes, X: Any, Y: Any, *, heartbeat_seconds: float = 0.5
     ) -> Trainer:
         """A trainer that continues where `checkpoint` left off, on the same X and Y."""
-        arrays, meta = load_npz(data)
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a twolayer checkpoint (format {meta.get('format')!r})")
-        hp = Hyperparameters(**meta["hyperparameters"])
+        state = decode_checkpoint(data)
         X = check_features(X)
-        if X.shape[0] != meta["n_x"] or X.shape[1] != meta["m_train"] + meta["m_validation"]:
-            raise ValueError(
-                f"checkpoint is for {meta['n_x']} features and "
-                f"{meta['m_train'] + meta['m_validation']} samples, got X of shape {X.shape}"
-            )
-        standardization = None
-        if "mean" in arrays:
-            standardization = Standardization(mean=arrays["mean"], scale=arrays["scale"])
-        dtype = np.dtype(hp.dtype)
-        saved = Model(
-            params=Parameters(arrays["theta"].astype(dtype), meta["n_x"], hp.hidden_units),
-            activation=hp.hidden_activation,
-            classes=(meta["classes"][0], meta["classes"][1]),
-            standardization=standardization,
-        )
+        state.check_data(X)
         trainer = cls(
             X,
             Y,
-            hp,
-            classes=meta["classes"],
-            init_model=saved,
+            state.hyperparameters,
+            classes=state.classes,
+            init_model=state.model(),
             heartbeat_seconds=heartbeat_seconds,
         )
-        trainer.optimizer.load_state_dict(
-            {
-                k.removeprefix("optimizer."): v
-                for k, v in arrays.items()
-                if k.startswith("optimizer.")
-            }
-        )
-        trainer.rng.bit_generator.state = meta["rng_state"]
-        trainer.epoch = int(meta["epoch"])
-        trainer.best_cost = np.inf if meta["best_cost"] is None else float(meta["best_cost"])
-        trainer.best_epoch = meta["best_epoch"]
-        trainer.best_theta = arrays.get("best_theta")
-        trainer.wait = int(meta["wait"])
-        for key in ("train_cost", "train_accuracy", "validation_cost", "validation_accuracy"):
-            column = getattr(trainer.history, key)
-            if column is not None:
-                column[: trainer.epoch] = arrays[f"history.{key}"]
-        trainer.history.n = trainer.epoch
+        state.restore(trainer)
         return trainer
 
 

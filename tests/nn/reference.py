@@ -1,7 +1,9 @@
-"""A textbook implementation of the seed's formulas, written plainly, to test the engine against.
+"""A textbook training loop over the seed's map, written plainly, to test the Trainer against.
 
-Separate arrays, no buffers, no augmented matrices, no chunking: each line
-is one line of DESIGN §1.
+The gradient is `app.nn.backward`, the map as the engine writes it; the rest
+is here in plain form: separate arrays, no buffers, no augmented matrices,
+no chunking, the cost from log(ŷ). Each line is one line of the formulas
+in docs/design.md.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from app.nn import Gradients, Parameters, backward
 
 F = NDArray[Any]
 
@@ -24,39 +28,31 @@ class Net:
     activation: str = "relu"
     state: dict[str, F] = field(default_factory=dict)
 
-
-def forward(net: Net, X: F) -> tuple[F, F, F, F]:
-    Z1 = net.W1 @ X + net.b1
-    A1 = np.maximum(Z1, 0) if net.activation == "relu" else np.tanh(Z1)
-    Z2 = net.W2 @ A1 + net.b2
-    A2 = 1 / (1 + np.exp(-Z2))
-    return Z1, A1, Z2, A2
+    def parameters(self) -> Parameters:
+        return Parameters.from_arrays(self.W1, self.b1, self.W2, self.b2)
 
 
 def cost(net: Net, X: F, Y: F, l2: float = 0.0) -> float:
+    """J = -(1/m)·Σ (y·log ŷ + (1-y)·log(1-ŷ)) + (λ/2m)·(‖W1‖² + ‖W2‖²), naively."""
     m = X.shape[1]
-    _, _, _, A2 = forward(net, X)
+    A1 = (
+        np.maximum(net.W1 @ X + net.b1, 0)
+        if net.activation == "relu"
+        else np.tanh(net.W1 @ X + net.b1)
+    )
+    A2 = 1 / (1 + np.exp(-(net.W2 @ A1 + net.b2)))
     J = float(-(Y * np.log(A2) + (1 - Y) * np.log(1 - A2)).sum() / m)
     return float(J + l2 / (2 * m) * float((net.W1**2).sum() + (net.W2**2).sum()))
 
 
-def gradients(net: Net, X: F, Y: F, l2: float = 0.0) -> dict[str, F]:
-    m = X.shape[1]
-    Z1, A1, _, A2 = forward(net, X)
-    dZ2 = A2 - Y
-    dW2 = (1 / m) * dZ2 @ A1.T + (l2 / m) * net.W2
-    db2 = (1 / m) * dZ2.sum(axis=1, keepdims=True)
-    dA1 = net.W2.T @ dZ2
-    dZ1 = dA1 * (Z1 > 0) if net.activation == "relu" else dA1 * (1 - A1**2)
-    dW1 = (1 / m) * dZ1 @ X.T + (l2 / m) * net.W1
-    db1 = (1 / m) * dZ1.sum(axis=1, keepdims=True)
-    return {"dW1": dW1, "db1": db1, "dW2": dW2, "db2": db2, "dZ2": dZ2, "dA1": dA1, "dZ1": dZ1}
+def gradients(net: Net, X: F, Y: F, l2: float = 0.0) -> Gradients:
+    return backward(net.parameters(), X, Y, net.activation, l2)  # type: ignore[arg-type]
 
 
-def update(net: Net, grads: dict[str, F], optimizer: str, lr: float, t: int) -> None:
+def update(net: Net, grads: Gradients, optimizer: str, lr: float, t: int) -> None:
     """sgd, momentum (course form) or adam (course form), one step; t counts from 1."""
     for name in ("W1", "b1", "W2", "b2"):
-        theta, d = getattr(net, name), grads["d" + name]
+        theta, d = getattr(net, name), getattr(grads, "d" + name)
         if optimizer == "sgd":
             step = d
         elif optimizer == "momentum":
@@ -88,7 +84,7 @@ def train(
     shuffle: bool = True,
     activation: str = "relu",
 ) -> tuple[Net, list[float]]:
-    """Mini-batch gradient descent as DESIGN §1 states it, He initialisation for
+    """Mini-batch gradient descent as docs/design.md states it, He initialisation for
     relu and Xavier for tanh, no validation split and no standardization (so
     the Generator draws W1, W2, then one permutation per epoch)."""
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import pickle
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -106,6 +106,20 @@ def test_model_round_trips_through_npz_bytes(
     assert loaded.params.theta.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(loaded.params.theta, result.model.params.theta)
     np.testing.assert_array_equal(loaded.predict_proba(X), result.model.predict_proba(X))
+
+
+@pytest.mark.parametrize("classes", [(False, True), (0, 1), (-1.5, 2.5), ("no", "yes")])
+def test_the_model_file_keeps_the_classes_types_and_the_activation(
+    moons: tuple[np.ndarray, np.ndarray], classes: tuple[Any, Any]
+) -> None:
+    X, Y = moons
+    labels = [classes[int(y)] for y in Y.ravel()]
+    result = fit(X, labels, Hyperparameters(epochs=2, hidden_activation="tanh"))
+    loaded = Model.from_bytes(result.model.to_bytes())
+    assert loaded.classes == classes
+    assert [type(c) for c in loaded.classes] == [type(c) for c in classes]
+    assert loaded.activation == "tanh"
+    assert loaded.predict(X) == result.model.predict(X)
 
 
 class _Exploit:

@@ -1,4 +1,4 @@
-"""The forward pass, cost and backprop map against the seed's formulas."""
+"""The seed's map (network.py) and its fast form (workspace.py), held to each other."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.nn import (
+    BatchGradient,
     Parameters,
     activation_backward,
     activation_forward,
@@ -15,7 +16,7 @@ from app.nn import (
     initialize,
     sigmoid,
 )
-from app.nn.network import dW2_from_G
+from app.nn.workspace import augment, dW2_from_G
 from tests.nn import reference
 
 
@@ -65,24 +66,61 @@ def test_shapes_of_every_array_in_the_backprop_map() -> None:
     assert g.db1.shape == (n_h, 1)
 
 
+# (m, n_h, chunk): whole batches narrow and wide (relu's dW2 from G), and
+# chunked batches wide and narrow (then dZ2·A1ᵀ is summed over the chunks)
+SHAPES = {
+    "whole": (23, 6, None),
+    "whole-wide": (2048, 40, None),
+    "chunked-wide": (2048, 40, 512),
+    "chunked": (1000, 8, 256),
+}
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("l2", [0.0, 0.7])
-@pytest.mark.parametrize("size", ["small", "wide"])
-def test_backward_matches_the_textbook_map(activation: str, l2: float, size: str) -> None:
-    """The workspace's factored dW1 (diag(W2ᵀ)·S·Xᵀ) equals (1/m)·dZ1·Xᵀ, and so on.
-
-    "wide" batches take relu's dW2 from [W1 | b1] ∘ (S·Xaᵀ) instead of dZ2·A1ᵀ.
-    """
-    m, n_x, n_h = (23, 5, 6) if size == "small" else (2048, 5, 40)
-    assert dW2_from_G(n_h, m, "relu") == (size == "wide")
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_fast_form_gives_the_maps_gradient(activation: str, l2: float, shape: str) -> None:
+    """BatchGradient (diag(W2ᵀ)·G, dW2 from G, chunk sums) equals backward() to 1e-12."""
+    m, n_h, chunk = SHAPES[shape]
+    n_x = 5
     P, X, Y = random_problem(m=m, n_x=n_x, n_h=n_h)
+    fast = BatchGradient(n_x, n_h, np.dtype(np.float64), activation, l2, chunk=chunk)  # type: ignore[arg-type]
+    assert (fast.chunk < m) == shape.startswith("chunked")
+    assert dW2_from_G(n_h, m, "relu") == shape.endswith("wide")
+    chunks: list[int] = []
+    Z2 = np.empty((1, m))
+    l2_term = fast(P, augment(X), Y, Z2, lambda: chunks.append(1))
+    assert len(chunks) == (-(-m // fast.chunk) if chunk else 0)
+
     g = backward(P, X, Y, activation, l2)  # type: ignore[arg-type]
-    ref = reference.gradients(as_reference(P, activation), X, Y, l2)
-    for name in ("dZ2", "dA1", "dZ1", "dW1", "db1", "dW2", "db2"):
-        np.testing.assert_allclose(getattr(g, name), ref[name], rtol=1e-12, atol=1e-14)
-    m = X.shape[1]
-    np.testing.assert_allclose(g.dW1, g.dZ1 @ X.T / m + l2 / m * P.W1, rtol=1e-12)
-    np.testing.assert_allclose(g.db1, g.dZ1.mean(axis=1, keepdims=True), rtol=1e-12)
+    for name in ("W1", "b1", "W2", "b2"):
+        np.testing.assert_allclose(
+            getattr(fast.grads, name), getattr(g, "d" + name), rtol=1e-12, atol=1e-14
+        )
+    np.testing.assert_allclose(Z2, forward(P, X, activation).Z2, rtol=1e-12)  # type: ignore[arg-type]
+    expected_l2 = l2 / 2 * (np.sum(P.W1**2) + np.sum(P.W2**2))
+    assert l2_term == pytest.approx(expected_l2, rel=1e-12)
+
+
+def test_backward_is_the_map_on_a_hand_worked_example() -> None:
+    """One sample, one hidden unit, values worked out by hand."""
+    P = Parameters.from_arrays(
+        np.array([[2.0, -1.0]]), np.array([[0.5]]), np.array([[3.0]]), np.array([[-1.0]])
+    )
+    X = np.array([[1.0], [2.0]])  # Z1 = 2 - 2 + 0.5 = 0.5, A1 = 0.5, Z2 = 1.5 - 1 = 0.5
+    Y = np.array([[1.0]])
+    g = backward(P, X, Y, "relu", l2=0.0)
+    A2 = 1 / (1 + np.exp(-0.5))
+    np.testing.assert_allclose(g.dZ2, [[A2 - 1]])
+    np.testing.assert_allclose(g.dW2, [[(A2 - 1) * 0.5]])
+    np.testing.assert_allclose(g.db2, [[A2 - 1]])
+    np.testing.assert_allclose(g.dA1, [[3 * (A2 - 1)]])
+    np.testing.assert_allclose(g.dZ1, [[3 * (A2 - 1)]])  # Z1 > 0
+    np.testing.assert_allclose(g.dW1, [[3 * (A2 - 1) * 1, 3 * (A2 - 1) * 2]])
+    np.testing.assert_allclose(g.db1, [[3 * (A2 - 1)]])
+    dead = backward(P, np.array([[-1.0], [1.0]]), Y, "relu")  # Z1 = -2.5: relu passes nothing
+    assert not dead.dZ1.any()
+    assert not dead.dW1.any()
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -119,7 +157,7 @@ def test_cost_matches_the_textbook_formula() -> None:
     assert compute_cost(cache.Z2, Y, P, 0.3) == pytest.approx(
         reference.cost(ref, X, Y, 0.3), rel=1e-13
     )
-    np.testing.assert_allclose(cache.A2, reference.forward(ref, X)[3], rtol=1e-14)
+    np.testing.assert_allclose(cache.A2, 1 / (1 + np.exp(-cache.Z2)), rtol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -32,7 +32,7 @@ def test_two_distinct_values_sorted_second_positive(
     ("labels", "message"),
     [
         ([], "must not be empty"),
-        (["a", "a"], "two distinct classes, got only 'a'"),
+        (["a", "a"], "two classes, got only 'a'"),
         (["a", "b", "c"], "exactly two classes, got 3"),
         ([1, "1"], "of one type"),
     ],

@@ -35,7 +35,7 @@ def data(m: int = 97, n_x: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 @pytest.mark.parametrize("batch_size", [None, 16, 97, 200])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_loop_matches_the_textbook_mini_batch_loop(batch_size: int | None, optimizer: str) -> None:
-    """Weights and per-epoch costs equal a plain implementation of DESIGN §1."""
+    """Weights and per-epoch costs equal a plain loop over the seed's map (docs/design.md)."""
     X, Y = data()
     l2 = 0.3 if optimizer == "momentum" else 0.0
     lr = 0.01 if optimizer == "adam" else 0.2
