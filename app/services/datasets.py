@@ -1,4 +1,4 @@
-"""Datasets: create (inline, CSV, generated), list, read, delete, load for training."""
+"""Datasets: create (inline, CSV, generated), list, read, delete."""
 
 from __future__ import annotations
 
@@ -7,31 +7,21 @@ import csv
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 from sqlalchemy import func, select
 
-from app.core.errors import DatasetInUse, Invalid, NotFound
+from app.core.errors import DatasetInUse, Invalid
 from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
+from app.db.arrays import dataset_blob
 from app.db.models import Dataset, Run
 from app.db.session import Database
-from app.nn import encode_labels, make_samples
+from app.nn import check_labels, encode_labels, make_samples
 from app.nn.preprocessing import Label
-from app.nn.serialization import dump_npz, load_npz
-from app.schemas.datasets import check_labels
+from app.nn.samples import SampleKind
 from app.services.ownership import owned
-
-
-@dataclass(frozen=True)
-class DatasetArrays:
-    """A dataset ready for the engine: X (m, n_x) rows, Y (1, m) in {0, 1}, its classes."""
-
-    X: np.ndarray
-    Y: np.ndarray
-    classes: list[Label]
 
 
 def _store(
@@ -67,7 +57,7 @@ def _store(
         classes=list(classes),
         class_counts=[codes.size - n, n],
         sha256=digest.hexdigest(),
-        data=dump_npz({"X": X, "y": codes}, {"format": "twolayer.dataset/1"}),
+        data=dataset_blob(X, codes),
     )
     with db.write() as session:
         session.add(dataset)
@@ -97,7 +87,7 @@ def create_sample_dataset(
     *,
     db: Database,
     owner: str,
-    kind: str,
+    kind: SampleKind,
     n_samples: int,
     noise: float,
     seed: int,
@@ -110,7 +100,7 @@ def create_sample_dataset(
         existing = session.get(Dataset, dataset_id)
         if existing is not None:
             return existing, False
-    X, Y = make_samples(kind, n_samples, noise=noise, rng=np.random.default_rng(seed))  # type: ignore[arg-type]
+    X, Y = make_samples(kind, n_samples, noise=noise, rng=np.random.default_rng(seed))
     labels = [int(v) for v in Y.ravel()]
     dataset = _store(
         db=db,
@@ -250,15 +240,3 @@ def delete_dataset(*, db: Database, owner: str, dataset_id: str) -> None:
         if used:
             raise DatasetInUse(f"dataset {dataset_id} is used by {used} run(s); delete them first")
         session.delete(dataset)
-
-
-def load_arrays(*, db: Database, dataset_id: str) -> DatasetArrays:
-    with db.read() as session:
-        row = session.execute(
-            select(Dataset.data, Dataset.classes).where(Dataset.id == dataset_id)
-        ).one_or_none()
-    if row is None:
-        raise NotFound(f"dataset {dataset_id} does not exist")
-    arrays, _ = load_npz(row.data)
-    codes = arrays["y"].astype(np.float64).reshape(1, -1)
-    return DatasetArrays(X=arrays["X"], Y=codes, classes=list(row.classes))

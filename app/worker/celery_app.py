@@ -1,4 +1,4 @@
-"""The Celery side of the `celery` executor.
+"""The Celery application of the `celery` executor, and its worker side.
 
 The database lease, not Celery, decides who trains a run: messages are acked
 late and re-delivered when a worker is lost, and a duplicate is dropped by
@@ -20,6 +20,10 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.core.settings import Settings, get_settings
+from app.db.session import Database
+from app.worker.job import execute_run
+from app.worker.lease import worker_identity
+from app.worker.sweeper import Sweeper
 
 log = logging.getLogger("twolayer.celery")
 TASK = "twolayer.train_run"
@@ -59,20 +63,16 @@ def send_run(app: Celery, run_id: str) -> None:
 _state: dict[str, Any] = {}
 
 
-def _worker_database() -> Any:
+def _worker_database() -> Database:
     """One engine per worker process, made after the fork."""
-    from app.db.session import Database
-
     if "db" not in _state or _state.get("pid") != os.getpid():
         _state["db"] = Database(get_settings().database_url)
         _state["pid"] = os.getpid()
-    return _state["db"]
+    db: Database = _state["db"]
+    return db
 
 
 def train_run(run_id: str) -> str:
-    from app.worker.executor import worker_identity
-    from app.worker.job import execute_run
-
     parent = os.getppid()
     outcome = execute_run(
         db=_worker_database(),
@@ -91,8 +91,6 @@ def _on_process_init(**_: Any) -> None:
 
 
 def _on_worker_ready(**_: Any) -> None:
-    from app.worker.sweeper import Sweeper
-
     settings = get_settings()
     app = _state["app"] = make_celery(settings)
     sweeper = Sweeper(

@@ -1,7 +1,8 @@
-"""The training job: claim a run, train it, write progress, checkpoints and the result.
+"""The training job, a run's lifecycle on a worker: claim it, train it, write
+progress, history and checkpoints as it goes, then the result.
 
-Every write carries `lease_owner = :me` and checks the row count (fencing):
-a worker that lost its lease stops at once and writes nothing more.
+Every write is fenced by the lease (`app.worker.lease`): a worker that lost
+its lease stops at once and writes nothing more.
 """
 
 from __future__ import annotations
@@ -11,64 +12,31 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
+from app.db.arrays import load_dataset_arrays
 from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
-from app.services.datasets import load_arrays
+from app.worker.lease import (
+    LeaseLost,
+    claim_run,
+    fail_run,
+    fence,
+    gave_up,
+    lease_expiry,
+    release_run,
+)
 
 log = logging.getLogger("twolayer.worker")
 
 Outcome = Literal["dropped", "succeeded", "failed", "cancelled", "lost", "released"]
-
-
-class LeaseLost(Exception):
-    """The run is no longer ours (expired and taken over, or deleted)."""
-
-
-def claim_run(*, db: Database, run_id: str, owner: str, lease_seconds: float) -> bool:
-    """One conditional UPDATE: take a queued run, or a running one whose lease expired."""
-    now = utcnow()
-    with db.write() as session:
-        result = session.execute(
-            update(Run)
-            .where(
-                Run.id == run_id,
-                or_(
-                    Run.status == "queued",
-                    and_(Run.status == "running", Run.lease_expires_at < now),
-                ),
-            )
-            .values(
-                status="running",
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempts=Run.attempts + 1,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def fence(session: Session, run_id: str, owner: str, **values: Any) -> bool:
-    """Renew the lease (and set `values`) only if we still hold it; returns cancel_requested."""
-    row = session.execute(
-        update(Run)
-        .where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
-        .values(**values)
-        .returning(Run.cancel_requested)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if row is None:
-        raise LeaseLost(run_id)
-    return bool(row[0])
 
 
 def history_rows(run_id: str, records: list[EpochRecord]) -> list[dict[str, Any]]:
@@ -153,9 +121,7 @@ class Reporter:
         return False
 
     def write_progress(self, session: Session, progress: Progress, *, checkpoint: bool) -> bool:
-        values: dict[str, Any] = {
-            "lease_expires_at": utcnow() + timedelta(seconds=self.settings.lease_seconds)
-        }
+        values: dict[str, Any] = {"lease_expires_at": lease_expiry(self.settings.lease_seconds)}
         if self.pending:
             values["epoch"] = self.pending[-1].epoch
         cancel = fence(session, self.run_id, self.owner, **values)
@@ -173,7 +139,7 @@ class Reporter:
 
     def flush_history(self, session: Session) -> None:
         if self.pending:
-            # a Core executemany on the table: the ORM's bulk path costs 1.3-3x more per row
+            # a Core executemany on the table: cheaper per row than the ORM's bulk path
             table = RunEpoch.metadata.tables[RunEpoch.__tablename__]
             session.execute(insert(table), history_rows(self.run_id, self.pending))
             self.pending.clear()
@@ -198,29 +164,10 @@ def execute_run(
     except Exception as exc:  # the run fails with the reason; the worker lives on
         log.exception("run %s failed", run_id)
         try:
-            _fail(db=db, run_id=run_id, owner=owner, error=f"{type(exc).__name__}: {exc}")
+            fail_run(db=db, run_id=run_id, owner=owner, error=f"{type(exc).__name__}: {exc}")
         except LeaseLost:
             return "lost"
         return "failed"
-
-
-def gave_up(max_attempts: int) -> str:
-    return f"gave up after {max_attempts} attempts (its workers were lost)"
-
-
-def _fail(*, db: Database, run_id: str, owner: str, error: str) -> None:
-    """End our run `failed` with the reason (fenced: only while we hold it)."""
-    with db.write() as session:
-        fence(
-            session,
-            run_id,
-            owner,
-            status="failed",
-            error=error,
-            finished_at=utcnow(),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
 
 
 def _train(
@@ -238,9 +185,9 @@ def _train(
                 raise ValueError(f"init_from_run_id {run.init_from_run_id} has no weights")
             init_model = Model.from_bytes(stored.data)
     if run.attempts > settings.max_attempts:
-        _fail(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
+        fail_run(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
         return "failed"
-    arrays = load_arrays(db=db, dataset_id=run.dataset_id)
+    arrays = load_dataset_arrays(db=db, dataset_id=run.dataset_id)
     X = arrays.X.T  # the engine's layout: (n_x, m)
     beat = settings.heartbeat_seconds / 2
     with db.write() as session:
@@ -287,14 +234,7 @@ def _release(*, db: Database, reporter: Reporter, trainer: Trainer) -> Outcome:
             Progress(trainer.epoch, trainer.hp.epochs, None, trainer),
             checkpoint=True,
         )
-        fence(
-            session,
-            reporter.run_id,
-            reporter.owner,
-            status="queued",
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        release_run(session, reporter.run_id, reporter.owner)
     return "released"
 
 
@@ -348,37 +288,3 @@ def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
             )
         session.execute(delete(Checkpoint).where(Checkpoint.run_id == reporter.run_id))
     return status
-
-
-def requeue_expired(*, db: Database, max_attempts: int) -> list[str]:
-    """Runs whose worker was lost go back to the queue (or fail after max_attempts)."""
-    now = utcnow()
-    with db.write() as session:
-        expired = and_(Run.status == "running", Run.lease_expires_at < now)
-        session.execute(
-            update(Run)
-            .where(expired, Run.attempts >= max_attempts)
-            .values(
-                status="failed",
-                error=gave_up(max_attempts),
-                finished_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        ids = session.scalars(
-            update(Run)
-            .where(expired)
-            .values(status="queued", lease_owner=None, lease_expires_at=None)
-            .returning(Run.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    return list(ids)
-
-
-def queued_run_ids(*, db: Database) -> list[str]:
-    with db.read() as session:
-        return list(
-            session.scalars(select(Run.id).where(Run.status == "queued").order_by(Run.created_at))
-        )

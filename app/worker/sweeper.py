@@ -24,7 +24,7 @@ from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.models import Run
 from app.db.session import Database
-from app.worker.job import requeue_expired
+from app.worker.lease import requeue_expired
 
 log = logging.getLogger("twolayer.sweeper")
 

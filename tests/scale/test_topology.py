@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import select
 
 from app.core.settings import Settings
+from app.db.arrays import load_dataset_arrays
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
-from app.services.datasets import load_arrays
 from app.worker.celery_app import make_celery, send_run
 from tests.helpers import TWOLAYER, free_port
 from tests.service.conftest import fresh_postgres_database
@@ -200,7 +200,7 @@ class Topology:
         return Model.from_bytes(data).params.theta
 
     def uninterrupted(self, run: Run) -> np.ndarray:
-        arrays = load_arrays(db=self.db, dataset_id=run.dataset_id)
+        arrays = load_dataset_arrays(db=self.db, dataset_id=run.dataset_id)
         return (
             Trainer(arrays.X.T, arrays.Y, Hyperparameters(**run.hyperparameters))
             .run()

@@ -12,13 +12,14 @@ import numpy as np
 from sqlalchemy import func, select, update
 
 from app.core.settings import Settings
+from app.db.arrays import load_dataset_arrays
 from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
 from app.services import datasets, runs
-from app.services.datasets import load_arrays
-from app.worker.job import claim_run, execute_run, requeue_expired
+from app.worker.job import execute_run
+from app.worker.lease import claim_run, requeue_expired
 from tests.service.conftest import RecordingExecutor
 
 
@@ -61,7 +62,7 @@ def uninterrupted(db: Database, run_id: str, dataset_id: str) -> np.ndarray:
         run = s.get(Run, run_id)
         assert run is not None
         hp = run.hyperparameters
-    arrays = load_arrays(db=db, dataset_id=dataset_id)
+    arrays = load_dataset_arrays(db=db, dataset_id=dataset_id)
     result = Trainer(arrays.X.T, arrays.Y, Hyperparameters(**hp), classes=arrays.classes).run()
     return result.model.params.theta
 

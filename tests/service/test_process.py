@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from app.db.arrays import load_dataset_arrays
 from app.db.migrate import upgrade
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
-from app.services.datasets import load_arrays
 from tests.helpers import start_serve
 
 
@@ -154,7 +154,7 @@ def test_kill_9_mid_run_then_restart_resumes_bit_for_bit(
         stored = s.scalar(select(StoredModel.data).where(StoredModel.run_id == run_id))
     assert epochs == list(range(1, 151))  # every epoch exactly once
     assert stored is not None
-    arrays = load_arrays(db=db, dataset_id=done.dataset_id)
+    arrays = load_dataset_arrays(db=db, dataset_id=done.dataset_id)
     expected = Trainer(arrays.X.T, arrays.Y, Hyperparameters(**done.hyperparameters)).run()
     np.testing.assert_array_equal(
         Model.from_bytes(stored).params.theta, expected.model.params.theta

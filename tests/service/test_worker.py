@@ -9,15 +9,15 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from app.core.settings import Settings
+from app.db.arrays import load_dataset_arrays
 from app.db.session import Database
 from app.nn import Hyperparameters, Trainer
-from app.services.datasets import load_arrays
 from tests.service.conftest import ended, problem_of, sample_dataset, wait_for
 
 
 def engine_result(db: Database, dataset_id: str, hyperparameters: dict[str, Any]) -> Any:
     """The same run on the bare engine, in this process."""
-    arrays = load_arrays(db=db, dataset_id=dataset_id)
+    arrays = load_dataset_arrays(db=db, dataset_id=dataset_id)
     return Trainer(
         arrays.X.T, arrays.Y, Hyperparameters(**hyperparameters), classes=arrays.classes
     ).run()

@@ -1,0 +1,39 @@
+"""The `celery` executor, the API's side: run ids go to Celery (Redis), and
+`twolayer worker` processes (`celery_app.py`) train them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.settings import Settings
+from app.db.session import Database
+from app.worker.celery_app import make_celery, send_run
+from app.worker.sweeper import Sweeper
+
+
+class CeleryExecutor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.celery = make_celery(settings)
+        self._sweeper: Any = None
+
+    def start(self) -> None:
+        self._db = Database(self.settings.database_url)
+        self._sweeper = Sweeper(db=self._db, settings=self.settings, submit=self.submit)
+        self._sweeper.start()
+
+    def submit(self, run_id: str) -> None:
+        send_run(self.celery, run_id)
+
+    def problem(self) -> str | None:
+        try:
+            with self.celery.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+        except Exception as exc:
+            return f"broker: {type(exc).__name__}"
+        return None
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        self._db.dispose()
