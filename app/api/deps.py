@@ -12,7 +12,7 @@ from fastapi import Depends, Query, Request
 
 from app.core.settings import Settings
 from app.db.session import Database
-from app.services.runs import ModelCache
+from app.services.model_cache import ModelCache
 from app.worker.executor import Executor
 
 

@@ -2,8 +2,8 @@
 
 The two predict endpoints are served by plain Starlette routes: FastAPI's
 request handler (dependency solving, body parsing, response validation)
-costs about 150 µs a request here, more than parsing, the forward pass and
-serialising together. The body is validated by the same Pydantic schema, in
+costs more than parsing, the forward pass and serialising together (figures
+in bench/README.md). The body is validated by the same Pydantic schema, in
 one pass from JSON; errors are raised as FastAPI's RequestValidationError
 and the service's domain errors, so the same handlers answer the same
 problem+json. `docs` declares the same endpoints for the OpenAPI schema only.

@@ -132,7 +132,7 @@ async def get_model(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerD
     model = await asyncio.to_thread(
         service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
     )
-    return ModelRead(run_id=run_id, **service.model_arrays(model))
+    return ModelRead.of(run_id, model)
 
 
 @router.get(
@@ -141,12 +141,14 @@ async def get_model(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerD
     response_class=Response,
 )
 async def get_model_npz(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> Response:
-    """The same arrays as a NumPy .npz file (load with allow_pickle=False)."""
+    """The model file: the same arrays and what they need to predict (activation,
+    classes, standardization), as NumPy's .npz. `np.load(f, allow_pickle=False)`
+    reads it; its `__meta__` entry is a JSON string."""
     model = await asyncio.to_thread(
         service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
     )
     return Response(
-        service.model_npz(model),
+        model.to_bytes(),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{run_id}.npz"'},
     )

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
 
 from app.core.ids import ID_PATTERN
+from app.nn import Rule
 
 T = TypeVar("T")
 
 NO_NUL = r"^[^\x00]*$"  # text columns (PostgreSQL's above all) cannot hold NUL
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+StrictFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="an id given by this API")]
 TextLabel = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
@@ -56,3 +58,28 @@ def check_rows(rows: list[list[float]], *, name: str, n_features: int | None = N
                 f"{name} must be rectangular: row {i} has {len(row)} numbers, expected {width}"
             )
     return width
+
+
+def rule_field(rule: Rule, default: Any) -> tuple[Any, Any]:
+    """A Pydantic field (type, FieldInfo) from an engine rule: the same range or
+    choices, default and description, so the API and the engine never disagree."""
+    annotation: Any
+    if rule.kind == "choice":
+        annotation = Literal[rule.choices]
+    elif rule.kind == "bool":
+        annotation = StrictBool
+    elif rule.kind == "int":
+        annotation = StrictInt
+    else:
+        annotation = StrictFloat
+    if rule.nullable:
+        annotation = annotation | None
+    info = Field(
+        default,
+        ge=rule.ge,
+        gt=rule.gt,
+        le=rule.le,
+        lt=rule.lt,
+        description=rule.description,
+    )
+    return annotation, info

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from app.core.settings import get_settings
-from app.nn import SAMPLE_KINDS
+from app.nn import check_labels
+from app.nn.samples import SampleKind
 from app.schemas.common import FiniteFloat, Label, Name, Schema, check_rows
 
 
@@ -54,20 +54,6 @@ class DatasetCreate(Schema):
         return self
 
 
-def check_labels(labels: list[Any]) -> None:
-    kinds = {type(v) for v in labels}
-    if len(kinds) > 1:
-        raise ValueError(
-            "labels must all be of one type, got " + " and ".join(sorted(k.__name__ for k in kinds))
-        )
-    distinct = set(labels)
-    if len(distinct) < 2:
-        raise ValueError(f"labels must hold two classes, got only {labels[0]!r}")
-    if len(distinct) > 2:
-        shown = ", ".join(sorted(map(repr, distinct))[:5])
-        raise ValueError(f"labels must hold exactly two classes, got {len(distinct)}: {shown}")
-
-
 class SampleDatasetCreate(Schema):
     """A generated two-class dataset, to try the service from Swagger UI."""
 
@@ -78,7 +64,7 @@ class SampleDatasetCreate(Schema):
         },
     )
 
-    kind: Literal["moons", "circles", "xor", "spiral", "blobs"]
+    kind: SampleKind
     n_samples: StrictInt = Field(400, ge=2)
     noise: FiniteFloat = Field(0.1, ge=0, le=10)
     seed: StrictInt = Field(0, ge=0, lt=2**63)
@@ -89,7 +75,6 @@ class SampleDatasetCreate(Schema):
         limit = get_settings().max_samples
         if self.n_samples > limit:
             raise ValueError(f"n_samples {self.n_samples} is more than the limit {limit}")
-        assert self.kind in SAMPLE_KINDS
         return self
 
 

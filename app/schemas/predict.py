@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.settings import get_settings
+from app.nn.model import DEFAULT_THRESHOLD, THRESHOLD
 from app.schemas.common import FiniteFloat, Id, Label, Schema, check_rows
 
 
@@ -15,7 +16,12 @@ class RunPredictRequest(Schema):
     )
 
     instances: list[list[FiniteFloat]] = Field(description="m rows of n_features numbers")
-    threshold: FiniteFloat = Field(0.5, ge=0, le=1)
+    threshold: FiniteFloat = Field(
+        DEFAULT_THRESHOLD,
+        ge=THRESHOLD.ge,
+        le=THRESHOLD.le,
+        description=THRESHOLD.description,
+    )
 
     @model_validator(mode="after")
     def _rectangular(self) -> RunPredictRequest:

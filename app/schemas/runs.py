@@ -1,56 +1,44 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from app.core.ids import sample_dataset_id
 from app.core.settings import get_settings
 from app.db.models import OWNER_LOCAL
-from app.schemas.common import Id, Label, Name, Schema
+from app.nn import Model
+from app.nn.hyperparameters import DEFAULTS, RULES, early_stopping_problem
+from app.schemas.common import Id, Label, Name, Schema, rule_field
 
-StrictFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-
-
-class HyperparametersIn(Schema):
-    """Every field is optional; the defaults are DESIGN §4's."""
-
-    hidden_units: StrictInt = Field(16, ge=1)
-    hidden_activation: Literal["relu", "tanh"] = "relu"
-    init: Literal["he", "xavier", "small"] | None = Field(
-        None, description='"he" for relu, "xavier" for tanh when not given'
+if TYPE_CHECKING:
+    _HyperparameterFields = Schema
+else:  # one field per engine hyperparameter, from its rule (app.nn.hyperparameters)
+    _HyperparameterFields = create_model(
+        "_HyperparameterFields",
+        __base__=Schema,
+        **{name: rule_field(rule, DEFAULTS[name]) for name, rule in RULES.items()},
     )
-    learning_rate: StrictFloat = Field(0.1, gt=0)
-    epochs: StrictInt = Field(100, ge=1)
-    batch_size: StrictInt | None = Field(64, ge=1, description="null: full batch")
-    optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
-    momentum: StrictFloat = Field(0.9, ge=0, lt=1)
-    beta1: StrictFloat = Field(0.9, ge=0, lt=1)
-    beta2: StrictFloat = Field(0.999, ge=0, lt=1)
-    epsilon: StrictFloat = Field(1e-8, gt=0)
-    l2: StrictFloat = Field(0.0, ge=0)
-    standardize: StrictBool = True
-    validation_fraction: StrictFloat = Field(0.2, ge=0, le=0.5)
-    early_stopping: StrictBool = False
-    patience: StrictInt = Field(10, ge=1)
-    min_delta: StrictFloat = Field(1e-4, ge=0)
-    shuffle: StrictBool = True
-    dtype: Literal["float64", "float32"] = "float64"
-    seed: StrictInt | None = Field(None, ge=0, lt=2**63, description="null: one is drawn")
+
+
+class HyperparametersIn(_HyperparameterFields):
+    """Every field is optional. Ranges, defaults and descriptions are the engine's
+    own rules; the limits of this service's settings apply on top."""
 
     @model_validator(mode="after")
     def _limits(self) -> HyperparametersIn:
+        values = self.model_dump()
         settings = get_settings()
-        if self.hidden_units > settings.max_hidden_units:
-            raise ValueError(
-                f"hidden_units {self.hidden_units} is more than the limit "
-                f"{settings.max_hidden_units}"
-            )
-        if self.epochs > settings.max_epochs:
-            raise ValueError(f"epochs {self.epochs} is more than the limit {settings.max_epochs}")
-        if self.early_stopping and self.validation_fraction == 0:
-            raise ValueError("early_stopping needs a validation set: validation_fraction > 0")
+        for name, limit in (
+            ("hidden_units", settings.max_hidden_units),
+            ("epochs", settings.max_epochs),
+        ):
+            if values[name] > limit:
+                raise ValueError(f"{name} {values[name]} is more than the limit {limit}")
+        problem = early_stopping_problem(values["early_stopping"], values["validation_fraction"])
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -124,41 +112,50 @@ class RunHistory(BaseModel):
     validation_accuracy: list[float | None] | None
 
 
-class Standardization(BaseModel):
+class StandardizationRead(BaseModel):
+    """x' = (x - mean) / scale, per feature, fit on the training split."""
+
     mean: list[float]
     scale: list[float]
 
 
 class ModelRead(BaseModel):
-    """Weights in the standardized feature space, shapes as DESIGN §1."""
+    """Weights in the standardized feature space: W1 (n_h, n_x), b1 (n_h, 1),
+    W2 (1, n_h), b2 (1, 1)."""
 
     run_id: str
     n_features: int
     hidden_units: int
     hidden_activation: str
     classes: list[Label]
-    standardization: Standardization | None
+    standardization: StandardizationRead | None
     W1: list[list[float]]
     b1: list[list[float]]
     W2: list[list[float]]
     b2: list[list[float]]
 
+    @classmethod
+    def of(cls, run_id: str, model: Model) -> ModelRead:
+        P, s = model.params, model.standardization
+        return cls(
+            run_id=run_id,
+            n_features=model.n_features,
+            hidden_units=model.hidden_units,
+            hidden_activation=model.activation,
+            classes=list(model.classes),
+            standardization=None
+            if s is None
+            else StandardizationRead(mean=s.mean.ravel().tolist(), scale=s.scale.ravel().tolist()),
+            W1=P.W1.tolist(),
+            b1=P.b1.tolist(),
+            W2=P.W2.tolist(),
+            b2=P.b2.tolist(),
+        )
+
 
 def run_read(run: Any) -> RunRead:
-    """RunRead from a stored run."""
-    return RunRead(
-        id=run.id,
-        name=run.name,
-        dataset_id=run.dataset_id,
-        init_from_run_id=run.init_from_run_id,
-        status=run.status,
-        hyperparameters=run.hyperparameters,
-        progress=ProgressRead(epoch=run.epoch, epochs=run.epochs),
-        metrics=None if run.metrics is None else RunMetrics.model_validate(run.metrics),
-        best_epoch=run.best_epoch,
-        error=run.error,
-        attempts=run.attempts,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
+    """RunRead from a stored run: its columns by name, and its progress."""
+    columns = {name: getattr(run, name) for name in RunRead.model_fields if name != "progress"}
+    return RunRead.model_validate(
+        {**columns, "progress": ProgressRead(epoch=run.epoch, epochs=run.epochs)}
     )

@@ -11,7 +11,8 @@ from app.core.errors import Invalid
 from app.db.session import Database
 from app.nn import Model
 from app.nn.preprocessing import Label
-from app.services.runs import ModelCache, get_model
+from app.services.model_cache import ModelCache
+from app.services.runs import get_model
 
 # Up to this many rows the forward pass (tens of microseconds) runs on the
 # event loop: a thread hop would cost more than the work.
@@ -35,12 +36,10 @@ def _forward(
             f"expects {model.n_features}"
         )
     probabilities = model.predict_proba(X.T).ravel()
-    positive = probabilities >= threshold
-    classes = model.classes
     return Prediction(
         run_id=run_id,
         probabilities=probabilities.tolist(),
-        labels=[classes[1] if p else classes[0] for p in positive.tolist()],
+        labels=model.labels(probabilities, threshold),
     )
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from threading import Lock
 from typing import Any
 
-import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns
@@ -20,6 +17,8 @@ from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model
+from app.nn.model import check_warm_start
+from app.services.model_cache import ModelCache
 from app.services.ownership import owned
 from app.worker.executor import Executor
 from app.worker.sweeper import deliver
@@ -119,20 +118,15 @@ def _check_warm_start(
     stored = session.get(StoredModel, run_id)
     if stored is None:
         raise RunHasNoModel(f"run {run_id} (init_from_run_id) has no weights to start from")
-    model = Model.from_bytes(stored.data)
-    if model.n_features != dataset.n_features:
-        raise Invalid(
-            f"init_from_run_id has {model.n_features} features, the dataset {dataset.n_features}"
+    try:
+        check_warm_start(
+            Model.from_bytes(stored.data),
+            n_features=dataset.n_features,
+            hidden_units=hp.hidden_units,
+            activation=hp.hidden_activation,
         )
-    if model.hidden_units != hp.hidden_units:
-        raise Invalid(
-            f"init_from_run_id has {model.hidden_units} hidden units, "
-            f"this run asks for {hp.hidden_units}"
-        )
-    if model.activation != hp.hidden_activation:
-        raise Invalid(
-            f"init_from_run_id uses {model.activation}, this run asks for {hp.hidden_activation}"
-        )
+    except ValueError as exc:
+        raise Invalid(f"init_from_run_id {run_id}: {exc}") from None
 
 
 def _owned(session: Any, run_id: str, owner: str) -> Run:
@@ -195,7 +189,9 @@ def cancel_run(*, db: Database, owner: str, run_id: str) -> Run:
 
 
 @dataclass(frozen=True)
-class History:
+class HistoryColumns:
+    """A run's per-epoch figures, one list per column; validation ones None without it."""
+
     epoch: list[int]
     train_cost: list[float]
     validation_cost: list[float | None] | None
@@ -203,7 +199,7 @@ class History:
     validation_accuracy: list[float | None] | None
 
 
-def get_history(*, db: Database, owner: str, run_id: str, since: int | None) -> History:
+def get_history(*, db: Database, owner: str, run_id: str, since: int | None) -> HistoryColumns:
     with db.read() as session:
         run = _owned(session, run_id, owner)
         query = select(RunEpoch).where(RunEpoch.run_id == run_id)
@@ -211,42 +207,13 @@ def get_history(*, db: Database, owner: str, run_id: str, since: int | None) -> 
             query = query.where(RunEpoch.epoch > since)
         rows = session.scalars(query.order_by(RunEpoch.epoch)).all()
         has_validation = float(run.hyperparameters.get("validation_fraction", 0)) > 0
-    return History(
+    return HistoryColumns(
         epoch=[r.epoch for r in rows],
         train_cost=[r.train_cost for r in rows],
         validation_cost=[r.validation_cost for r in rows] if has_validation else None,
         train_accuracy=[r.train_accuracy for r in rows],
         validation_accuracy=[r.validation_accuracy for r in rows] if has_validation else None,
     )
-
-
-class ModelCache:
-    """Weights of ended runs by run id (they never change), with their owner,
-    least recently used out."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._models: OrderedDict[str, tuple[str, Model]] = OrderedDict()
-        self._lock = Lock()
-
-    def get(self, run_id: str, owner: str) -> Model | None:
-        with self._lock:
-            found = self._models.get(run_id)
-            if found is None or found[0] != owner:
-                return None
-            self._models.move_to_end(run_id)
-            return found[1]
-
-    def put(self, run_id: str, owner: str, model: Model) -> None:
-        with self._lock:
-            self._models[run_id] = (owner, model)
-            self._models.move_to_end(run_id)
-            while len(self._models) > self.size:
-                self._models.popitem(last=False)
-
-    def forget(self, run_id: str) -> None:
-        with self._lock:
-            self._models.pop(run_id, None)
 
 
 def get_model(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> Model:
@@ -272,39 +239,6 @@ def get_model(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> Mo
     return model
 
 
-def model_arrays(model: Model) -> dict[str, Any]:
-    P = model.params
-    s = model.standardization
-    return {
-        "n_features": model.n_features,
-        "hidden_units": model.hidden_units,
-        "hidden_activation": model.activation,
-        "classes": list(model.classes),
-        "standardization": None
-        if s is None
-        else {"mean": s.mean.ravel().tolist(), "scale": s.scale.ravel().tolist()},
-        "W1": P.W1.tolist(),
-        "b1": P.b1.tolist(),
-        "W2": P.W2.tolist(),
-        "b2": P.b2.tolist(),
-    }
-
-
-def model_npz(model: Model) -> bytes:
-    """The model's arrays as a plain .npz file (W1, b1, W2, b2, mean, scale, classes)."""
-    import io
-
-    arrays: dict[str, np.ndarray] = dict(model.params.arrays())
-    if model.standardization is not None:
-        arrays["mean"] = model.standardization.mean
-        arrays["scale"] = model.standardization.scale
-    arrays["classes"] = np.array([str(c) for c in model.classes])
-    buf = io.BytesIO()
-    savez: Any = np.savez
-    savez(buf, **arrays)
-    return buf.getvalue()
-
-
 async def watch_run(
     *, db: Database, owner: str, run_id: str, interval: float = 0.5
 ) -> AsyncIterator[dict[str, Any]]:
@@ -321,7 +255,3 @@ async def watch_run(
                 return
             yield {"event": "progress", **event}
         await asyncio.sleep(interval)
-
-
-def delete_history_after(session: Any, run_id: str, epoch: int) -> None:
-    session.execute(delete(RunEpoch).where(RunEpoch.run_id == run_id, RunEpoch.epoch > epoch))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
 from app.db.session import Database
-from app.nn import Hyperparameters, Trainer
+from app.nn import Hyperparameters, Model, Trainer
 from tests.service.conftest import ended, problem_of, sample_dataset, wait_for
 
 
@@ -72,13 +73,20 @@ def test_a_run_trains_end_to_end_like_the_bare_engine(service: TestClient, db: D
         np.testing.assert_array_equal(arrays["W2"], expected.model.params.W2)
         assert arrays["W1"].shape == (16, 2)
         assert arrays["b1"].shape == (16, 1)
+        assert arrays["mean"].shape == arrays["scale"].shape == (2, 1)
+        meta = json.loads(str(arrays["__meta__"][()]))
+    assert meta == {"format": "twolayer.model/1", "activation": "relu", "classes": [0, 1]}
+    # the downloaded file is the model itself: it loads and predicts as the run does
+    downloaded = Model.from_bytes(npz.content)
+    assert npz.content == expected.model.to_bytes()
 
     X = np.array([[0.0, 0.0], [1.0, -0.5], [-1.0, 0.5]])
     predicted = service.post("/predict", json={"run_id": run["id"], "instances": X.tolist()}).json()
     np.testing.assert_allclose(
         predicted["probabilities"], expected.model.predict_proba(X.T).ravel(), rtol=1e-12
     )
-    assert predicted["labels"] == expected.model.predict(X.T)
+    assert predicted["labels"] == expected.model.predict(X.T) == downloaded.predict(X.T)
+    np.testing.assert_array_equal(downloaded.predict_proba(X.T), expected.model.predict_proba(X.T))
     again = service.post(
         f"/runs/{run['id']}/predict", json={"instances": X.tolist(), "threshold": 1.0}
     )
