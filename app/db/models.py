@@ -1,4 +1,4 @@
-"""Tables of DESIGN §5: dataset, run, run_epoch, model, checkpoint."""
+"""The tables (docs/design.md, "Storage"): dataset, run, run_epoch, model, checkpoint, api_key."""
 
 from __future__ import annotations
 
