@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
@@ -18,13 +18,13 @@ from app.api.deps import (
     SettingsDep,
 )
 from app.core.ids import ID_PATTERN
+from app.db.models import RunStatus
 from app.schemas.common import Page, problems
 from app.schemas.runs import ModelRead, RunCreate, RunHistory, RunRead, run_read
 from app.services import runs as service
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 ERRORS = problems(404, 409, 422)
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)
@@ -56,7 +56,7 @@ async def create_run(
 async def list_runs(
     db: DatabaseDep,
     owner: OwnerDep,
-    status: Annotated[Status | None, Query()] = None,
+    status: Annotated[RunStatus | None, Query()] = None,
     dataset_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Limit = 50,
     offset: Offset = 0,

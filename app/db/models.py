@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
@@ -21,7 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UTCDateTime, utcnow
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 ENDED_STATUSES = ("succeeded", "failed", "cancelled")
 
 
@@ -64,7 +65,7 @@ class Run(Base):
     __tablename__ = "run"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            "status IN (" + ", ".join(f"'{s}'" for s in RUN_STATUSES) + ")",
             name="status",
         ),
         Index(None, "status", "lease_expires_at"),

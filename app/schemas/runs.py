@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from app.core.ids import sample_dataset_id
 from app.core.settings import get_settings
-from app.db.models import OWNER_LOCAL
-from app.nn import Model
+from app.db.models import OWNER_LOCAL, RunStatus
+from app.nn import Metrics, Model
 from app.nn.hyperparameters import DEFAULTS, RULES, early_stopping_problem
 from app.schemas.common import Id, Label, Name, Schema, rule_field
 
@@ -73,18 +73,11 @@ class ProgressRead(BaseModel):
     epochs: int
 
 
-class MetricsRead(BaseModel):
-    cost: float
-    accuracy: float
-    precision: float
-    recall: float
-    f1: float
-    roc_auc: float | None
-
-
 class RunMetrics(BaseModel):
-    train: MetricsRead
-    validation: MetricsRead | None
+    """The final figures (the engine's Metrics) on the training and validation splits."""
+
+    train: Metrics
+    validation: Metrics | None
 
 
 class RunRead(BaseModel):
@@ -92,7 +85,7 @@ class RunRead(BaseModel):
     name: str | None
     dataset_id: str
     init_from_run_id: str | None
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: RunStatus
     hyperparameters: dict[str, Any]
     progress: ProgressRead
     metrics: RunMetrics | None
