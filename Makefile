@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck unit bench format clean
+# make run PORT=8001 (or TWOLAYER_PORT=8001 make run) serves on another port
+PORT ?= $(or $(TWOLAYER_PORT),8000)
+HOST ?= 127.0.0.1
+
+.PHONY: install run demo test lint typecheck unit browser bench format clean
 
 install: $(STAMP)
 
@@ -18,7 +22,7 @@ $(STAMP): pyproject.toml requirements/dev.txt
 # Serves http://127.0.0.1:8000 (Swagger UI at /docs) on ./data/twolayer.db,
 # migrating it first; TWOLAYER_* settings apply.
 run: install
-	$(BIN)/twolayer serve --host 127.0.0.1 --port 8000
+	$(BIN)/twolayer serve --host $(HOST) --port $(PORT)
 
 demo: install
 	$(BIN)/python -m app.nn
@@ -36,8 +40,18 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install browser
 	$(BIN)/pytest
+
+# The browser tests drive Debian's Chromium (no browser download); install it
+# when it is missing and this machine can (root with apt), else say how.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "the browser tests need chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 test: lint typecheck unit
 

@@ -6,6 +6,8 @@ import logging
 import multiprocessing as mp
 import os
 import queue as queue_module
+import signal
+import threading
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
@@ -23,6 +25,9 @@ def local_worker_main(
     run_ids: Any, settings_values: dict[str, Any], parent_pid: int, stopping: Any
 ) -> None:
     """A local worker process: take run ids until told to stop or orphaned."""
+    # Ctrl-C in a terminal reaches the whole process group: the server stops
+    # its workers itself (the stopping event), so a worker ignores it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging()
     settings = Settings(**settings_values)
     db = Database(settings.database_url)
@@ -81,7 +86,18 @@ class LocalExecutor:
             name="twolayer-worker",
             daemon=True,
         )
-        process.start()
+        # born ignoring SIGINT (an ignored signal stays ignored across exec, and
+        # Python then installs no KeyboardInterrupt handler), so a Ctrl-C even
+        # while the worker is still importing leaves it to the server to stop;
+        # only the main thread may change a handler (a restart from the sweeper
+        # thread sets it in the worker's first line instead)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            process.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         return process
 
     def _restart_dead(self) -> None:
@@ -111,4 +127,13 @@ class LocalExecutor:
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
+                process.join(timeout=5)
+            process.close()
+        # the queue and the event hold named semaphores: releasing the last
+        # references unlinks them now, instead of the resource tracker finding
+        # them leaked at exit
+        self._workers.clear()
+        self._queue.close()
+        self._queue.join_thread()
+        self._queue = self._stopping = None
         self._db.dispose()

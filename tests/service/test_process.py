@@ -180,3 +180,27 @@ def test_workers_stop_by_themselves_when_the_server_dies(
     finally:
         if server.process.poll() is None:
             server.kill_all()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the server", "Ctrl-C to its process group"])
+def test_a_clean_stop_prints_no_warning_and_no_trace(how: str, tmp_path: Path) -> None:
+    """A deploy's SIGTERM, or Ctrl-C in a terminal (SIGINT to every process of
+    the group, workers included): the server stops its workers and exits 0
+    with nothing on stderr but its log lines."""
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process, base = start_serve(
+            tmp_path, {"TWOLAYER_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"}, stderr=stderr
+        )
+        assert httpx.get(f"{base}/ready").status_code == 200
+        sent = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
+        if sent == signal.SIGTERM:
+            process.send_signal(sent)
+        else:
+            os.killpg(process.pid, sent)
+        # uvicorn shuts down, then re-raises the signal so the exit status tells it
+        assert process.wait(30) in (0, -sent)
+    text = log.read_text()
+    assert "Finished server process" in text
+    for bad in ("Traceback", "Warning", "leaked", "KeyboardInterrupt", "ERROR"):
+        assert bad not in text, text
