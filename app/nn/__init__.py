@@ -10,7 +10,7 @@ Imports numpy and the standard library only (a test enforces it).
     model.py            a fitted model: predict_proba, predict, its .npz file
 """
 
-from app.nn.history import EpochHistory, EpochRecord
+from app.nn.history import EpochHistory, EpochRecord, FitResult
 from app.nn.hyperparameters import Hyperparameters
 from app.nn.metrics import Metrics, classification_metrics, roc_auc
 from app.nn.model import Model
@@ -28,7 +28,7 @@ from app.nn.params import Parameters, initialize, n_parameters
 from app.nn.preprocessing import Standardization, check_labels, encode_labels, stratified_split
 from app.nn.rules import Rule
 from app.nn.samples import SAMPLE_KINDS, make_samples
-from app.nn.training import FitResult, Progress, Trainer, fit
+from app.nn.training import Progress, Trainer, fit
 from app.nn.workspace import BatchGradient, Workspace
 
 __all__ = [

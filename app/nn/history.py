@@ -1,10 +1,15 @@
-"""A run's figures epoch by epoch: one record per finished epoch, kept columnar."""
+"""A run's figures: one record per finished epoch, kept columnar, and what a fit returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+from app.nn.hyperparameters import Hyperparameters
+from app.nn.metrics import Metrics
+from app.nn.model import Model
 
 HISTORY_COLUMNS = ("train_cost", "train_accuracy", "validation_cost", "validation_accuracy")
 
@@ -69,3 +74,21 @@ class EpochHistory:
             )
             for i in range(self.n)
         ]
+
+
+StopReason = Literal["completed", "early_stopping", "stopped", "diverged"]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model: Model
+    hyperparameters: Hyperparameters  # resolved: init and seed filled in
+    history: EpochHistory
+    train_metrics: Metrics
+    validation_metrics: Metrics | None
+    # the last epoch whose validation cost beat the best so far by more than
+    # min_delta (not always the lowest one); None without validation
+    best_epoch: int | None
+    epochs_completed: int
+    stop_reason: StopReason
+    warnings: tuple[str, ...] = ()  # what the figures above hide (app.nn.diagnostics)

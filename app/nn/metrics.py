@@ -8,7 +8,7 @@ undefined (None) when only one class is present.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,12 +20,24 @@ Labels = NDArray[Any]  # 0/1 as floats, ints or bools
 
 @dataclass(frozen=True)
 class Metrics:
+    """Classification figures on one split, at threshold 0.5."""
+
+    # the API documents each field by the docstring under it (a Pydantic
+    # setting, read as a plain attribute: app.nn imports no Pydantic)
+    __pydantic_config__: ClassVar[dict[str, bool]] = {"use_attribute_docstrings": True}
+
     cost: float
+    """J: mean cross-entropy, plus the L2 term when l2 > 0"""
     accuracy: float
+    """share of samples whose predicted class is right"""
     precision: float
+    """of the samples predicted positive, the share that are (0 if none is predicted)"""
     recall: float
+    """of the positive samples, the share predicted positive (0 if there are none)"""
     f1: float
+    """harmonic mean of precision and recall"""
     roc_auc: float | None
+    """area under the ROC curve (None with one class only)"""
 
     def as_dict(self) -> dict[str, float | None]:
         return asdict(self)

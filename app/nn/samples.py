@@ -5,22 +5,23 @@ Drawn from an explicit Generator: the same seed gives the same dataset.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from app.nn.params import Array
 
 SampleKind = Literal["moons", "circles", "xor", "spiral", "blobs"]
-SAMPLE_KINDS: tuple[SampleKind, ...] = ("moons", "circles", "xor", "spiral", "blobs")
+SAMPLE_KINDS: tuple[SampleKind, ...] = get_args(SampleKind)
+MIN_SAMPLES = 2  # one of each class: the least any dataset can hold
 
 
 def make_samples(
     kind: SampleKind, n_samples: int, *, noise: float, rng: np.random.Generator
 ) -> tuple[Array, Array]:
     """X (2, n_samples) and Y (1, n_samples) in {0, 1}, classes as balanced as n allows."""
-    if n_samples < 2:
-        raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+    if n_samples < MIN_SAMPLES:
+        raise ValueError(f"n_samples must be >= {MIN_SAMPLES}, got {n_samples}")
     if not (noise >= 0 and np.isfinite(noise)):
         raise ValueError(f"noise must be a finite number >= 0, got {noise}")
     n1 = n_samples // 2

@@ -1,9 +1,9 @@
 """The training loop: mini-batch gradient descent, validation, early stopping,
 progress callbacks and checkpoints that resume bit for bit.
 
-Per epoch (docs/design.md, "The mathematics"): one permutation of the training columns drawn from
-the run's Generator, one step per batch of `batch_size` columns (the last
-may be smaller; None = full batch, one step per epoch). The recorded train
+Per epoch (docs/design.md, "The mathematics"): one permutation of the
+training columns drawn from the run's Generator, one step per batch of
+`batch_size` columns (the last may be smaller; None = full batch). The recorded train
 cost is the mean per-sample loss over the epoch's batches, each taken before
 its step; the validation cost is J on the held-out set after the epoch.
 
@@ -13,8 +13,7 @@ Speed notes (behind the textbook names):
   contiguous block whose transpose is Xa = [X; 1] without a copy.
 - Z2 of every batch is written into an epoch-long buffer; the epoch's cost
   and accuracy are computed once from it, not per batch.
-- Each step's gradient is `BatchGradient`, the fast form of the map
-  (`app.nn.workspace`), which splits wide batches into cache-sized chunks.
+- Each step's gradient is `BatchGradient` (`app.nn.workspace`).
 """
 
 from __future__ import annotations
@@ -22,13 +21,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from app.nn.checkpoint import CheckpointState, decode_checkpoint, encode_checkpoint
 from app.nn.data import training_data
-from app.nn.history import EpochHistory, EpochRecord
+from app.nn.diagnostics import Outcome, training_warnings
+from app.nn.history import EpochHistory, EpochRecord, FitResult, StopReason
 from app.nn.hyperparameters import Hyperparameters
 from app.nn.metrics import Metrics, classification_metrics
 from app.nn.model import Model, check_warm_start
@@ -37,8 +37,6 @@ from app.nn.optimizers import Optimizer, make_optimizer
 from app.nn.params import Array, Parameters, initialize
 from app.nn.preprocessing import Label, check_features, check_targets, encode_labels
 from app.nn.workspace import BatchGradient, logits
-
-StopReason = Literal["completed", "early_stopping", "stopped", "diverged"]
 
 
 @dataclass(frozen=True)
@@ -54,20 +52,6 @@ class Progress:
 
 
 Callback = Callable[[Progress], object]
-
-
-@dataclass(frozen=True)
-class FitResult:
-    model: Model
-    hyperparameters: Hyperparameters  # resolved: init and seed filled in
-    history: EpochHistory
-    train_metrics: Metrics
-    validation_metrics: Metrics | None
-    # the last epoch whose validation cost beat the best so far by more than
-    # min_delta (not always the lowest one); None without validation
-    best_epoch: int | None
-    epochs_completed: int
-    stop_reason: StopReason
 
 
 class _StopRequested(Exception):
@@ -293,26 +277,45 @@ class Trainer:
             standardization=self.standardization,
         )
 
-    def _metrics(self, Xa: Array, Y: Array) -> Metrics:
-        """Final figures from one forward pass over Xa."""
+    def _metrics(self, Xa: Array, Y: Array) -> tuple[Metrics, float, tuple[int, int]]:
+        """Final figures from one forward pass over Xa; also the cross-entropy
+        without L2 and how often each class is predicted."""
         A2 = np.empty_like(Y)
         Z2 = logits(self.params, Xa, self.hp.hidden_activation, A2)
-        return classification_metrics(Y, A2, self._cost(Z2, Y))
+        positive = int(np.count_nonzero(Z2 >= 0))  # ŷ ≥ 0.5
+        m = int(Y.shape[1])
+        metrics = classification_metrics(Y, A2, self._cost(Z2, Y))
+        return metrics, cross_entropy_sum(Z2, Y) / m, (m - positive, positive)
 
     def _result(self) -> FitResult:
         assert self.stop_reason is not None
-        validation = None
+        train, train_ce, predicted = self._metrics(self._XTa.T, self._Y)
+        validation, split = None, "training"
         if self._Xa_val is not None and self._Y_val is not None:
-            validation = self._metrics(self._Xa_val, self._Y_val)
+            validation, _, predicted = self._metrics(self._Xa_val, self._Y_val)
+            split = "validation"
+        costs = self.history.train_cost[: self.history.n]
+        outcome = Outcome(
+            train_cross_entropy=train_ce,
+            positive_fraction=float(self._Y.mean()),
+            first_train_cost=float(costs[0]) if costs.size >= 2 else None,
+            last_train_cost=float(costs[-1]) if costs.size >= 2 else None,
+            early_stopping=self.hp.early_stopping,
+            best_epoch=self.best_epoch,
+            split=split,
+            predicted=predicted,
+            classes=self.classes,
+        )
         return FitResult(
             model=self.model(),
             hyperparameters=self.hp,
             history=self.history,
-            train_metrics=self._metrics(self._XTa.T, self._Y),
+            train_metrics=train,
             validation_metrics=validation,
             best_epoch=self.best_epoch,
             epochs_completed=self.epoch,
             stop_reason=self.stop_reason,
+            warnings=tuple(training_warnings(outcome)),
         )
 
     # ----------------------------------------------------------- checkpoints
