@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import app as package
-from app.api import datasets, health, predict, runs
+from app.api import datasets, docs, health, predict, runs
 from app.api.auth import KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.problems import add_problem_handlers, document_problems
@@ -58,12 +58,15 @@ def create_app(
         version=package.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets (app.api.docs)
+        redoc_url=None,
     )
     add_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.router.routes.extend(predict.routes)  # first: routes match in order
-    for router in (health.router, runs.router, datasets.router):
+    for router in (health.router, runs.router, datasets.router, docs.router):
         app.include_router(router)
+    app.mount("/static", docs.static_files(), name="static")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
