@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 import app as package
 from app.api import datasets, docs, health, predict, runs
 from app.api.auth import KeyCache
 from app.api.body_limit import BodyLimit
-from app.api.problems import add_problem_handlers, document_problems
+from app.api.openapi import build_openapi, operation_id
+from app.api.problems import add_problem_handlers
 from app.core.logging import configure_logging
 from app.core.settings import Settings, configure, get_settings
 from app.db.session import Database
@@ -24,9 +24,12 @@ DESCRIPTION = """
 Trains two-layer neural networks for binary classification (written from
 scratch in NumPy) and serves their predictions.
 
-Try it in order: **POST /datasets/samples** (a generated dataset) → **POST
-/runs** with its `id` → **GET /runs/{id}** until `succeeded` → **POST
-/predict** with the run's `id`.
+**The tour**: press *Execute* on each of these in turn, their examples as
+they stand: **POST /datasets/samples** (a generated dataset) → **POST
+/runs** (a run named `moons-tour` on it) → **GET /runs** (`name`
+`moons-tour`) until its status is `succeeded`, about a second → **POST
+/predict** (`run_name` `moons-tour`). Then follow a run live with **GET
+/runs/{run_id}/events**, or download its model file.
 """
 
 
@@ -60,6 +63,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served from the package's own assets (app.api.docs)
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     add_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -70,14 +74,8 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_problems(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=[*app.routes, *predict.docs.routes],
-                )
-            )
+            routes = [*app.routes, *predict.docs.routes]
+            app.openapi_schema = build_openapi(app, settings, routes)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,22 +1,26 @@
+"""Datasets: inline, uploaded as CSV, or generated; listed, read, deleted."""
+
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 
 from app.api.auth import OwnerDep
 from app.api.deps import DatabaseDep, Limit, Offset, SettingsDep
-from app.core.errors import TooLarge
+from app.core.errors import DatasetInUse, Invalid, NotFound, TooLarge
 from app.schemas.common import NO_NUL, Page, problems
 from app.schemas.datasets import DatasetCreate, DatasetRead, SampleDatasetCreate
 from app.services import datasets as service
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
-ERRORS = problems(404, 409, 413, 422)
+DatasetId = Annotated[str, Path(description="the dataset's id")]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=ERRORS)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, summary="Store a dataset", responses=problems(Invalid)
+)
 async def create_dataset(body: DatasetCreate, db: DatabaseDep, owner: OwnerDep) -> DatasetRead:
     """A dataset from JSON: m rows of features and m labels (any two distinct values)."""
     dataset = await asyncio.to_thread(
@@ -31,18 +35,34 @@ async def create_dataset(body: DatasetCreate, db: DatabaseDep, owner: OwnerDep) 
     return DatasetRead.model_validate(dataset)
 
 
-@router.post("/csv", status_code=status.HTTP_201_CREATED, responses=ERRORS)
+@router.post(
+    "/csv",
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a CSV file",
+    responses=problems(Invalid, TooLarge),
+)
 async def upload_csv(
     db: DatabaseDep,
     settings: SettingsDep,
     owner: OwnerDep,
-    file: Annotated[UploadFile, File(description="CSV with a header row")],
-    name: Annotated[str, Form(min_length=1, max_length=200, pattern=NO_NUL)],
+    file: Annotated[
+        UploadFile,
+        File(description="a CSV file with a header row: comma, semicolon or tab separated"),
+    ],
+    name: Annotated[
+        str, Form(min_length=1, max_length=200, pattern=NO_NUL, description="a name for people")
+    ],
     label_column: Annotated[
-        str | None, Form(description="default: the last column", max_length=200, pattern=NO_NUL)
+        str | None,
+        Form(
+            description="the label column's name; default: the last column",
+            max_length=200,
+            pattern=NO_NUL,
+        ),
     ] = None,
 ) -> DatasetRead:
-    """A dataset from a CSV upload; every column but the label column must be numeric."""
+    """Every column but the label column must be numeric; labels that are all
+    integers become integers. With curl: `-F file=@data.csv -F name=mine`."""
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise TooLarge(f"the file is larger than the limit of {settings.max_upload_bytes} bytes")
     dataset = await asyncio.to_thread(
@@ -60,7 +80,8 @@ async def upload_csv(
 @router.post(
     "/samples",
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "the same sample, made before"}, **ERRORS},
+    summary="Generate a sample dataset",
+    responses={200: {"description": "the same sample, made before", "model": DatasetRead}},
 )
 async def create_sample(
     body: SampleDatasetCreate, db: DatabaseDep, owner: OwnerDep, response: Response
@@ -82,26 +103,33 @@ async def create_sample(
     return DatasetRead.model_validate(dataset)
 
 
-@router.get("")
+@router.get("", summary="List datasets")
 async def list_datasets(
     db: DatabaseDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[DatasetRead]:
+    """Your datasets, newest first."""
     items, total = await asyncio.to_thread(
         service.list_datasets, db=db, owner=owner, limit=limit, offset=offset
     )
     return Page[DatasetRead](items=[DatasetRead.model_validate(d) for d in items], total=total)
 
 
-@router.get("/{dataset_id}", responses=ERRORS)
-async def get_dataset(dataset_id: str, db: DatabaseDep, owner: OwnerDep) -> DatasetRead:
+@router.get("/{dataset_id}", summary="Read a dataset", responses=problems(NotFound))
+async def get_dataset(dataset_id: DatasetId, db: DatabaseDep, owner: OwnerDep) -> DatasetRead:
+    """Its size, feature names, classes and their counts."""
     dataset = await asyncio.to_thread(
         service.get_dataset, db=db, owner=owner, dataset_id=dataset_id
     )
     return DatasetRead.model_validate(dataset)
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-async def delete_dataset(dataset_id: str, db: DatabaseDep, owner: OwnerDep) -> Response:
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a dataset",
+    responses=problems(NotFound, DatasetInUse),
+)
+async def delete_dataset(dataset_id: DatasetId, db: DatabaseDep, owner: OwnerDep) -> Response:
     """Deletes the dataset; 409 while runs use it."""
     await asyncio.to_thread(service.delete_dataset, db=db, owner=owner, dataset_id=dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,5 +1,5 @@
 """Errors as RFC 9457 problem+json: the one translation of domain errors,
-validation errors and HTTP errors, and how the OpenAPI schema documents them."""
+validation errors and HTTP errors into answers (app.api.openapi documents them)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import DomainError, problem
-from app.schemas.common import Problem
+from app.schemas.common import explain_unknown_fields
 
 log = logging.getLogger("twolayer.api")
 PROBLEM = "application/problem+json"
@@ -43,15 +44,28 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+def body_model(request: Request) -> type[BaseModel] | None:
+    """The Pydantic model of the request body of the route that answered, if any."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def _message(error: dict[str, Any]) -> str:
+    msg = str(error.get("msg", "")).removeprefix("Value error, ")
+    if "Expected UploadFile" in msg:  # a form field sent as text where a file belongs
+        field = error.get("loc", ("", ""))[-1]
+        return f"{field} must be a file, not text: with curl, -F {field}=@data.csv (mind the @)"
+    return msg
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    raw = explain_unknown_fields(body_model(request), [dict(e) for e in exc.errors()])
     errors = [
-        {
-            "loc": list(e.get("loc", ())),
-            "msg": str(e.get("msg", "")).removeprefix("Value error, "),
-            "type": e.get("type", ""),
-        }
-        for e in exc.errors()
+        {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type", "")} for e in raw
     ]
     if any(e["type"] == "json_invalid" for e in errors):
         return problem_response(
@@ -80,48 +94,6 @@ async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
 async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem_response(500, "Internal server error", "an unexpected error occurred")
-
-
-PROBLEM_TITLES = {
-    400: "Malformed JSON or body",
-    401: "No valid API key",
-    404: "Not found (or another owner's)",
-    409: "Conflict",
-    413: "Body too large",
-    422: "Invalid input",
-    429: "Too many queued or running runs",
-}
-
-
-def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
-    """Every error answer is problem+json; say so, and list the ones every
-    operation can give (401 when secured, 400/413/422 with a body)."""
-    spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
-        Problem.model_json_schema()
-    )
-    problem_content = {
-        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-    }
-    for path, operations in spec.get("paths", {}).items():
-        for method, operation in operations.items():
-            responses = operation.setdefault("responses", {})
-            statuses = {int(code) for code in responses if code.isdigit() and int(code) >= 400}
-            if operation.get("security"):
-                statuses.add(401)
-            if "requestBody" in operation:
-                statuses |= {400, 413, 422}
-            if operation.get("parameters"):
-                statuses.add(422)
-            if method == "post" and path == "/runs":
-                statuses.add(429)
-            for status in sorted(statuses):
-                responses[str(status)] = {
-                    "description": PROBLEM_TITLES.get(status, "Error"),
-                    "content": problem_content,
-                }
-    spec["components"]["schemas"].pop("HTTPValidationError", None)
-    spec["components"]["schemas"].pop("ValidationError", None)
-    return spec
 
 
 def add_problem_handlers(app: FastAPI) -> None:

@@ -1,3 +1,5 @@
+"""Runs: queue, read, list, follow, cancel, delete, and their weights."""
+
 from __future__ import annotations
 
 import asyncio
@@ -5,29 +7,42 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import OwnerDep
-from app.api.deps import (
-    CacheDep,
-    DatabaseDep,
-    ExecutorDep,
-    Limit,
-    Offset,
-    SettingsDep,
-)
+from app.api.deps import CacheDep, DatabaseDep, ExecutorDep, Limit, Offset, SettingsDep
+from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns
 from app.core.ids import ID_PATTERN
 from app.db.models import RunStatus
 from app.schemas.common import Page, problems
-from app.schemas.runs import ModelRead, RunCreate, RunHistory, RunRead, run_read
+from app.schemas.runs import TOUR_RUN_NAME, ModelRead, RunCreate, RunHistory, RunRead, run_read
+from app.services import run_history
 from app.services import runs as service
 
 router = APIRouter(prefix="/runs", tags=["runs"])
-ERRORS = problems(404, 409, 422)
+RunId = Annotated[str, Path(description="the run's id")]
+EVENTS_DOC = """Server-sent events until the run ends (`text/event-stream`), for a live chart:
+
+- `status` when the status changes, first of all where the run stands now;
+- `queued` at least every second while it waits, with its `queue_position`;
+- `epochs`: every new epoch's figures, columnar like GET /runs/{id}/history,
+  about once a second while it trains;
+- `progress` (`epoch`, `epochs`, `eta_seconds`) at least every second while
+  it trains and no epoch arrives;
+- `end`: the final status, error, metrics, best_epoch and warnings.
+
+Each event's `id` is the last epoch sent: reconnect with `Last-Event-ID` (a
+browser's EventSource does) or `?since=` and nothing is missed or repeated.
+Every `data` is one JSON object."""
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Queue a training run",
+    responses=problems(NotFound, RunHasNoModel, Invalid, TooManyRuns),
+)
 async def create_run(
     body: RunCreate,
     response: Response,
@@ -36,8 +51,9 @@ async def create_run(
     settings: SettingsDep,
     executor: ExecutorDep,
 ) -> RunRead:
-    """Queue a training run; a worker picks it up. Watch it at `Location`."""
-    run = await asyncio.to_thread(
+    """The run is written `queued` (with a seed drawn if none is given) and a worker
+    takes it; follow it at `Location`, at GET /runs?name=, or by its events."""
+    view = await asyncio.to_thread(
         service.create_run,
         db=db,
         settings=settings,
@@ -48,87 +64,131 @@ async def create_run(
         init_from_run_id=body.init_from_run_id,
         hyperparameters=body.hyperparameters.model_dump(),
     )
-    response.headers["Location"] = f"/runs/{run.id}"
-    return run_read(run)
+    response.headers["Location"] = f"/runs/{view.run.id}"
+    return run_read(view)
 
 
-@router.get("")
+@router.get("", summary="List runs")
 async def list_runs(
     db: DatabaseDep,
     owner: OwnerDep,
-    status: Annotated[RunStatus | None, Query()] = None,
-    dataset_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    status: Annotated[RunStatus | None, Query(description="only runs in this status")] = None,
+    dataset_id: Annotated[
+        str | None, Query(pattern=ID_PATTERN, description="only runs of this dataset")
+    ] = None,
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[^\x00]*$",
+            description="only runs of this name",
+            # a parameter example Swagger UI fills in: the tour's run
+            openapi_examples={"the tour's run": {"value": TOUR_RUN_NAME}},
+        ),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[RunRead]:
+    """Your runs, newest first."""
     items, total = await asyncio.to_thread(
         service.list_runs,
         db=db,
         owner=owner,
         status=status,
         dataset_id=dataset_id,
+        name=name,
         limit=limit,
         offset=offset,
     )
-    return Page[RunRead](items=[run_read(r) for r in items], total=total)
+    return Page[RunRead](items=[run_read(v) for v in items], total=total)
 
 
-@router.get("/{run_id}", responses=ERRORS)
-async def get_run(run_id: str, db: DatabaseDep, owner: OwnerDep) -> RunRead:
+@router.get("/{run_id}", summary="Read a run", responses=problems(NotFound))
+async def get_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> RunRead:
+    """Status, progress (with queue position or time left), metrics and warnings."""
     return run_read(await asyncio.to_thread(service.get_run, db=db, owner=owner, run_id=run_id))
 
 
-@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-async def delete_run(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> Response:
+@router.delete(
+    "/{run_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a run",
+    responses=problems(NotFound),
+)
+async def delete_run(run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> Response:
+    """The run, its history and weights; a worker training it stops."""
     await asyncio.to_thread(service.delete_run, db=db, cache=cache, owner=owner, run_id=run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{run_id}/history", responses=ERRORS)
+@router.get("/{run_id}/history", summary="A run's per-epoch figures", responses=problems(NotFound))
 async def get_history(
-    run_id: str,
+    run_id: RunId,
     db: DatabaseDep,
     owner: OwnerDep,
     since: Annotated[
         int | None, Query(ge=0, le=2**31 - 1, description="only epochs after this one")
     ] = None,
 ) -> RunHistory:
-    """Per-epoch figures, columnar."""
+    """Costs and accuracies epoch by epoch, one list per column."""
     history = await asyncio.to_thread(
-        service.get_history, db=db, owner=owner, run_id=run_id, since=since
+        run_history.get_history, db=db, owner=owner, run_id=run_id, since=since
     )
     return RunHistory.model_validate(history, from_attributes=True)
 
 
+async def existing_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> str:
+    """The run's id once it is known to exist: a stream starts only for a real run
+    (404 before any byte of it is sent)."""
+    await asyncio.to_thread(service.get_run, db=db, owner=owner, run_id=run_id)
+    return run_id
+
+
 @router.get(
     "/{run_id}/events",
-    responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
-    response_class=StreamingResponse,
+    summary="Follow a run live",
+    description=EVENTS_DOC,
+    response_class=EventSourceResponse,
+    responses=problems(NotFound),
 )
-async def run_events(run_id: str, db: DatabaseDep, owner: OwnerDep) -> StreamingResponse:
-    """Server-sent events: `progress` as epochs pass, then `end` with the final status."""
-    await asyncio.to_thread(service.get_run, db=db, owner=owner, run_id=run_id)  # 404 first
+async def run_events(
+    run_id: Annotated[str, Depends(existing_run)],
+    db: DatabaseDep,
+    owner: OwnerDep,
+    since: Annotated[
+        int | None, Query(ge=0, le=2**31 - 1, description="send the epochs after this one")
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(max_length=20, description="set by a reconnecting EventSource: as since"),
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    start = since or 0
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        start = max(start, int(last_event_id.strip()))
+    async for event in run_history.follow_run(db=db, owner=owner, run_id=run_id, since=start):
+        yield ServerSentEvent(event=event.event, id=str(event.id), raw_data=json.dumps(event.data))
 
-    async def stream() -> AsyncIterator[str]:
-        async for event in service.watch_run(db=db, owner=owner, run_id=run_id):
-            name = event.pop("event")
-            yield f"event: {name}\ndata: {json.dumps(event)}\n\n"
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
-
-
-@router.post("/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)
-async def cancel_run(run_id: str, db: DatabaseDep, owner: OwnerDep) -> RunRead:
-    """Stop a run: it ends `cancelled` within an epoch (or about a second) and keeps
-    the last epoch's weights. 409 if it has already ended."""
+@router.post(
+    "/{run_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Cancel a run",
+    responses=problems(NotFound, RunEnded),
+)
+async def cancel_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> RunRead:
+    """A queued run ends `cancelled` at once; a running one within an epoch (or
+    about a second), keeping the last finished epoch's weights. 409 if it has ended."""
     return run_read(await asyncio.to_thread(service.cancel_run, db=db, owner=owner, run_id=run_id))
 
 
-@router.get("/{run_id}/model", responses=ERRORS)
-async def get_model(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> ModelRead:
-    """The weights, in the standardized feature space; 409 while the run has none."""
+@router.get(
+    "/{run_id}/model", summary="A run's weights", responses=problems(NotFound, RunHasNoModel)
+)
+async def get_model(run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> ModelRead:
+    """W1, b1, W2, b2 in the standardized feature space, with the standardization
+    and classes; 409 while the run has no weights."""
     model = await asyncio.to_thread(
         service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
     )
@@ -137,10 +197,16 @@ async def get_model(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerD
 
 @router.get(
     "/{run_id}/model.npz",
-    responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
+    summary="Download a run's model file",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the .npz file"},
+        **problems(NotFound, RunHasNoModel),
+    },
     response_class=Response,
 )
-async def get_model_npz(run_id: str, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> Response:
+async def get_model_npz(
+    run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep
+) -> Response:
     """The model file: the same arrays and what they need to predict (activation,
     classes, standardization), as NumPy's .npz. `np.load(f, allow_pickle=False)`
     reads it; its `__meta__` entry is a JSON string."""

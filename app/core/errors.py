@@ -11,6 +11,7 @@ class DomainError(Exception):
     status: int = 400
     title: str = "Bad request"
     type: str = "about:blank"
+    example: str = "the request cannot be served"  # a typical detail, for the API's documentation
 
     def __init__(
         self,
@@ -27,6 +28,7 @@ class DomainError(Exception):
 
 class NotFound(DomainError):
     status, title, type = 404, "Not found", "/problems/not-found"
+    example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c does not exist"
 
 
 class Conflict(DomainError):
@@ -35,18 +37,22 @@ class Conflict(DomainError):
 
 class DatasetInUse(Conflict):
     type = "/problems/dataset-in-use"
+    example = "dataset 6c1f… is used by 2 run(s); delete them first"
 
 
 class RunHasNoModel(Conflict):
     type = "/problems/run-has-no-model"
+    example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has no weights yet (queued)"
 
 
 class RunEnded(Conflict):
     type = "/problems/run-ended"
+    example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has already ended (succeeded)"
 
 
 class Unauthorized(DomainError):
     status, title, type = 401, "Unauthorized", "/problems/unauthorized"
+    example = "an API key is required: Authorization: Bearer KEY"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
@@ -54,14 +60,17 @@ class Unauthorized(DomainError):
 
 class TooManyRuns(DomainError):
     status, title, type = 429, "Too many runs", "/problems/too-many-runs"
+    example = "20 runs are queued or running, the limit is 20; try again when one has ended"
 
 
 class Invalid(DomainError):
     status, title, type = 422, "Unprocessable content", "/problems/invalid"
+    example = "instances have 3 features, the model of run 9b2f… expects 2"
 
 
 class TooLarge(DomainError):
     status, title, type = 413, "Content too large", "/problems/too-large"
+    example = "the request body is larger than the limit of 67108864 bytes"
 
 
 def problem(

@@ -71,6 +71,7 @@ class Run(Base):
         Index(None, "status", "lease_expires_at"),
         Index(None, "dataset_id"),
         Index(None, "owner", "status"),
+        Index(None, "owner", "name"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -83,6 +84,10 @@ class Run(Base):
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     epochs: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # what a finished run should tell its reader (it learned nothing, ...); null before
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
+    # the current attempt's pace, written with each lease renewal: for the time left
+    seconds_per_epoch: Mapped[float | None] = mapped_column(Float)
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,13 +1,26 @@
+"""Dataset requests and answers."""
+
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from app.core.ids import sample_dataset_id
 from app.core.settings import get_settings
+from app.db.models import OWNER_LOCAL
 from app.nn import check_labels
-from app.nn.samples import SampleKind
-from app.schemas.common import FiniteFloat, Label, Name, Schema, check_rows
+from app.nn.samples import MIN_SAMPLES, SampleKind
+from app.schemas.common import FiniteFloat, Label, Name, Schema, check_rows, limits
+
+Row = Annotated[
+    list[FiniteFloat],
+    Field(json_schema_extra=limits(minItems=1, maxItems=lambda s: s.max_features)),
+]
+FeatureNames = Annotated[
+    list[Name], Field(json_schema_extra=limits(minItems=1, maxItems=lambda s: s.max_features))
+]
 
 
 class DatasetCreate(Schema):
@@ -26,17 +39,26 @@ class DatasetCreate(Schema):
         }
     )
 
-    name: Name
-    features: list[list[FiniteFloat]]
-    labels: list[Label]
-    feature_names: list[Name] | None = None
+    name: Name = Field(description="a name for people")
+    features: list[Row] = Field(
+        description="m rows of n_x finite numbers, all of one width",
+        json_schema_extra=limits(minItems=MIN_SAMPLES, maxItems=lambda s: s.max_samples),
+    )
+    labels: list[Label] = Field(
+        description="one per row: two distinct values of one type (bool, integer or "
+        "string); sorted, the second is the positive class",
+        json_schema_extra=limits(minItems=MIN_SAMPLES, maxItems=lambda s: s.max_samples),
+    )
+    feature_names: FeatureNames | None = Field(
+        None, description="one per column; default x0, x1, …"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetCreate:
         settings = get_settings()
         m = len(self.features)
-        if m < 2:
-            raise ValueError(f"features must hold at least 2 rows, got {m}")
+        if m < MIN_SAMPLES:
+            raise ValueError(f"features must hold at least {MIN_SAMPLES} rows, got {m}")
         if m > settings.max_samples:
             raise ValueError(f"features has {m} rows, more than the limit {settings.max_samples}")
         n = check_rows(self.features, name="features")
@@ -54,21 +76,24 @@ class DatasetCreate(Schema):
         return self
 
 
+TOUR_SAMPLE: Any = {"kind": "moons", "n_samples": 400, "noise": 0.1, "seed": 0}
+
+
 class SampleDatasetCreate(Schema):
     """A generated two-class dataset, to try the service from Swagger UI."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"kind": "moons", "n_samples": 400, "noise": 0.1, "seed": 0}]
-        },
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [TOUR_SAMPLE]})
 
-    kind: SampleKind
-    n_samples: StrictInt = Field(400, ge=2)
-    noise: FiniteFloat = Field(0.1, ge=0, le=10)
-    seed: StrictInt = Field(0, ge=0, lt=2**63)
-    name: Name | None = None
+    kind: SampleKind = Field(description="the shape of the two classes in the plane")
+    n_samples: StrictInt = Field(
+        400,
+        ge=MIN_SAMPLES,
+        description="samples, split evenly between the classes",
+        json_schema_extra=limits(maximum=lambda s: s.max_samples),
+    )
+    noise: FiniteFloat = Field(0.1, ge=0, le=10, description="σ of Gaussian noise on x0, x1")
+    seed: StrictInt = Field(0, ge=0, lt=2**63, description="the same seed, the same dataset")
+    name: Name | None = Field(None, description="default: the parameters, in words")
 
     @model_validator(mode="after")
     def _limit(self) -> SampleDatasetCreate:
@@ -79,14 +104,33 @@ class SampleDatasetCreate(Schema):
 
 
 class DatasetRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """A stored dataset (its data stays on the server)."""
 
-    id: str
-    name: str
-    n_samples: int
-    n_features: int
-    feature_names: list[str]
-    classes: list[Label]
-    class_counts: list[int]
-    sha256: str
-    created_at: datetime
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": sample_dataset_id(OWNER_LOCAL, "moons", 400, 0.1, 0),
+                    "name": "moons (400 samples, noise 0.1, seed 0)",
+                    "n_samples": 400,
+                    "n_features": 2,
+                    "feature_names": ["x0", "x1"],
+                    "classes": [0, 1],
+                    "class_counts": [200, 200],
+                    "sha256": "dd3ceaf43402762b761d1a1e7da54f6eb7fb5d2d1315f48ecb91a835951e99dc",
+                    "created_at": "2026-12-01T12:00:00.000000Z",
+                }
+            ]
+        },
+    )
+
+    id: str = Field(description="the dataset's id")
+    name: str = Field(description="its name")
+    n_samples: int = Field(description="m, rows")
+    n_features: int = Field(description="n_x, columns")
+    feature_names: list[str] = Field(description="one per column")
+    classes: list[Label] = Field(description="[negative, positive]: the labels' two values, sorted")
+    class_counts: list[int] = Field(description="samples of each class, in the order of classes")
+    sha256: str = Field(description="of the data (shape, classes, features, labels)")
+    created_at: datetime = Field(description="when it was stored")

@@ -1,21 +1,34 @@
+"""Prediction requests and answers."""
+
 from __future__ import annotations
+
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.settings import get_settings
 from app.nn.model import DEFAULT_THRESHOLD, THRESHOLD
-from app.schemas.common import FiniteFloat, Id, Label, Schema, check_rows
+from app.schemas.common import FiniteFloat, Id, Label, Name, Schema, check_rows, limits
+from app.schemas.runs import EXAMPLE_RUN_ID, TOUR_RUN_NAME
+
+TOUR_INSTANCES: Any = [[0.0, 1.0], [1.0, -0.5]]  # a point of each moon
+Row = Annotated[
+    list[FiniteFloat],
+    Field(json_schema_extra=limits(minItems=1, maxItems=lambda s: s.max_features)),
+]
 
 
 class RunPredictRequest(Schema):
+    """Rows of features to predict, with the run named by the path."""
+
     model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"instances": [[0.5, 0.25], [1.5, -0.4]], "threshold": 0.5}]
-        },
+        json_schema_extra={"examples": [{"instances": TOUR_INSTANCES, "threshold": 0.5}]},
     )
 
-    instances: list[list[FiniteFloat]] = Field(description="m rows of n_features numbers")
+    instances: list[Row] = Field(
+        description="m rows of n_features numbers, raw (the run's standardization is applied)",
+        json_schema_extra=limits(minItems=1, maxItems=lambda s: s.max_predict_instances),
+    )
     threshold: FiniteFloat = Field(
         DEFAULT_THRESHOLD,
         ge=THRESHOLD.ge,
@@ -33,23 +46,44 @@ class RunPredictRequest(Schema):
 
 
 class PredictRequest(RunPredictRequest):
+    """Rows of features to predict, and the run whose weights answer: by id, or by
+    name (the owner's newest run of that name)."""
+
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
-                {
-                    "run_id": "paste the id from POST /runs",
-                    "instances": [[0.5, 0.25], [1.5, -0.4]],
-                    "threshold": 0.5,
-                }
-            ]
+                {"run_name": TOUR_RUN_NAME, "instances": TOUR_INSTANCES, "threshold": 0.5}
+            ],
+            "oneOf": [{"required": ["run_id"]}, {"required": ["run_name"]}],
         },
     )
 
-    run_id: Id
+    run_id: Id | None = Field(None, description="the run, by id (or give run_name)")
+    run_name: Name | None = Field(
+        None, description="the run, by name: your newest run of this name (or give run_id)"
+    )
+
+    @model_validator(mode="after")
+    def _one_run(self) -> PredictRequest:
+        if (self.run_id is None) == (self.run_name is None):
+            raise ValueError("give exactly one of run_id and run_name")
+        return self
 
 
 class PredictResponse(BaseModel):
-    run_id: str
-    probabilities: list[float]
-    labels: list[Label]
+    """ŷ for each row, and the class it predicts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"run_id": EXAMPLE_RUN_ID, "probabilities": [0.00685, 0.9945], "labels": [0, 1]}
+            ]
+        }
+    )
+
+    run_id: str = Field(description="the run whose weights answered")
+    probabilities: list[float] = Field(description="ŷ = σ(Z2) for each row")
+    labels: list[Label] = Field(
+        description="for each row, the dataset's positive class where ŷ ≥ threshold, else "
+        "the negative one"
+    )

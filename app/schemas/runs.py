@@ -1,16 +1,25 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from app.core.ids import sample_dataset_id
-from app.core.settings import get_settings
+from app.core.settings import Settings, get_settings
 from app.db.models import OWNER_LOCAL, RunStatus
 from app.nn import Metrics, Model
 from app.nn.hyperparameters import DEFAULTS, RULES, early_stopping_problem
-from app.schemas.common import Id, Label, Name, Schema, rule_field
+from app.schemas.common import Id, Label, Name, Schema, limits, rule_field
+from app.services.run_history import eta_seconds
+from app.services.runs import RunView
+
+# settings that cap a hyperparameter: stated in the schema, enforced below
+CAPS: dict[str, Callable[[Settings], int]] = {
+    "hidden_units": lambda s: s.max_hidden_units,
+    "epochs": lambda s: s.max_epochs,
+}
 
 if TYPE_CHECKING:
     _HyperparameterFields = Schema
@@ -18,7 +27,14 @@ else:  # one field per engine hyperparameter, from its rule (app.nn.hyperparamet
     _HyperparameterFields = create_model(
         "_HyperparameterFields",
         __base__=Schema,
-        **{name: rule_field(rule, DEFAULTS[name]) for name, rule in RULES.items()},
+        **{
+            name: rule_field(
+                rule,
+                DEFAULTS[name],
+                json_schema_extra=limits(maximum=CAPS[name]) if name in CAPS else None,
+            )
+            for name, rule in RULES.items()
+        },
     )
 
 
@@ -30,10 +46,8 @@ class HyperparametersIn(_HyperparameterFields):
     def _limits(self) -> HyperparametersIn:
         values = self.model_dump()
         settings = get_settings()
-        for name, limit in (
-            ("hidden_units", settings.max_hidden_units),
-            ("epochs", settings.max_epochs),
-        ):
+        for name, cap in CAPS.items():
+            limit = cap(settings)
             if values[name] > limit:
                 raise ValueError(f"{name} {values[name]} is more than the limit {limit}")
         problem = early_stopping_problem(values["early_stopping"], values["validation_fraction"])
@@ -42,90 +56,194 @@ class HyperparametersIn(_HyperparameterFields):
         return self
 
 
+# The Swagger tour (docs/design.md, "The tour"): the sample dataset's id
+# follows from its parameters, and the run's name is how the later steps
+# find the run, so every example works as it stands.
+TOUR_RUN_NAME = "moons-tour"
+TOUR_DATASET_ID = sample_dataset_id(OWNER_LOCAL, "moons", 400, 0.1, 0)  # auth off: owner "local"
+TOUR_HYPERPARAMETERS: Any = {"hidden_units": 16, "epochs": 200, "learning_rate": 0.3, "seed": 0}
+EXAMPLE_RUN_ID = "9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c"
+
+
 class RunCreate(Schema):
+    """A training run to queue."""
+
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
-                    # the id POST /datasets/samples gives its own example (auth off)
-                    "dataset_id": sample_dataset_id(OWNER_LOCAL, "moons", 400, 0.1, 0),
-                    "name": "moons, 16 relu units",
-                    "hyperparameters": {
-                        "hidden_units": 16,
-                        "epochs": 200,
-                        "learning_rate": 0.3,
-                        "seed": 0,
-                    },
+                    "dataset_id": TOUR_DATASET_ID,
+                    "name": TOUR_RUN_NAME,
+                    "hyperparameters": TOUR_HYPERPARAMETERS,
                 }
             ]
         },
     )
 
-    dataset_id: Id
-    name: Name | None = None
-    init_from_run_id: Id | None = None
-    hyperparameters: HyperparametersIn = Field(default_factory=HyperparametersIn)
+    dataset_id: Id = Field(description="the dataset to train on")
+    name: Name | None = Field(
+        None, description="a name for people; GET /runs?name= and POST /predict (run_name) find it"
+    )
+    init_from_run_id: Id | None = Field(
+        None,
+        description="start from this run's weights (same features, hidden units and "
+        "activation); its standardization and classes are reused",
+    )
+    hyperparameters: HyperparametersIn = Field(
+        default_factory=HyperparametersIn, description="all optional; see HyperparametersIn"
+    )
 
 
 class ProgressRead(BaseModel):
-    epoch: int
-    epochs: int
+    """How far training has come."""
+
+    epoch: int = Field(description="epochs completed")
+    epochs: int = Field(description="epochs asked for")
 
 
 class RunMetrics(BaseModel):
-    """The final figures (the engine's Metrics) on the training and validation splits."""
+    """The final figures on the training and validation splits."""
 
-    train: Metrics
-    validation: Metrics | None
+    train: Metrics = Field(description="on the training split")
+    validation: Metrics | None = Field(description="on the validation split; null without one")
+
+
+# the tour's run, as it ends (seed 0: the same on every machine, to rounding)
+EXAMPLE_METRICS: Any = {
+    "train": {
+        "cost": 0.01596,
+        "accuracy": 0.9969,
+        "precision": 1.0,
+        "recall": 0.9938,
+        "f1": 0.9969,
+        "roc_auc": 1.0,
+    },
+    "validation": {
+        "cost": 0.02396,
+        "accuracy": 1.0,
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+        "roc_auc": 1.0,
+    },
+}
 
 
 class RunRead(BaseModel):
-    id: str
-    name: str | None
-    dataset_id: str
-    init_from_run_id: str | None
-    status: RunStatus
-    hyperparameters: dict[str, Any]
-    progress: ProgressRead
-    metrics: RunMetrics | None
-    best_epoch: int | None
-    error: str | None
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    """A training run and where it stands."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_RUN_ID,
+                    "name": TOUR_RUN_NAME,
+                    "dataset_id": TOUR_DATASET_ID,
+                    "init_from_run_id": None,
+                    "status": "succeeded",
+                    "hyperparameters": {**DEFAULTS, **TOUR_HYPERPARAMETERS, "init": "he"},
+                    "progress": {"epoch": 200, "epochs": 200},
+                    "queue_position": None,
+                    "eta_seconds": None,
+                    "metrics": EXAMPLE_METRICS,
+                    "best_epoch": 199,
+                    "warnings": [],
+                    "error": None,
+                    "attempts": 1,
+                    "created_at": "2026-12-01T12:00:00.000000Z",
+                    "started_at": "2026-12-01T12:00:00.100000Z",
+                    "finished_at": "2026-12-01T12:00:01.200000Z",
+                }
+            ]
+        }
+    )
+
+    id: str = Field(description="the run's id")
+    name: str | None = Field(description="the name it was given, if any")
+    dataset_id: str = Field(description="the dataset it trains on")
+    init_from_run_id: str | None = Field(description="the run whose weights it started from")
+    status: RunStatus = Field(
+        description="queued → running → succeeded | failed | cancelled; a run whose worker "
+        "was lost goes back to queued and resumes from its checkpoint"
+    )
+    hyperparameters: dict[str, Any] = Field(
+        description="as resolved: every field, with init and the drawn seed filled in"
+    )
+    progress: ProgressRead = Field(description="epochs completed of epochs asked for")
+    queue_position: int | None = Field(
+        description="while queued: 1 for the next run to be claimed (all owners' runs count)"
+    )
+    eta_seconds: float | None = Field(
+        description="while running: the time left at this attempt's pace so far"
+    )
+    metrics: RunMetrics | None = Field(description="the final figures; null until the run ends")
+    best_epoch: int | None = Field(
+        description="the last epoch whose validation cost beat the best so far by more than "
+        "min_delta (not always the lowest); null without validation"
+    )
+    warnings: list[str] = Field(
+        description="what the figures hide (it learned nothing, the cost rose, a class is "
+        "never predicted, early stopping never improved); empty until the run ends"
+    )
+    error: str | None = Field(description="why it failed")
+    attempts: int = Field(description="claims by a worker (more than 1: a worker was lost)")
+    created_at: datetime = Field(description="when it was queued")
+    started_at: datetime | None = Field(description="when a worker first took it")
+    finished_at: datetime | None = Field(description="when it ended")
 
 
 class RunHistory(BaseModel):
-    epoch: list[int]
-    train_cost: list[float]
-    validation_cost: list[float | None] | None
-    train_accuracy: list[float]
-    validation_accuracy: list[float | None] | None
+    """Per-epoch figures, one list per column, oldest epoch first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "epoch": [199, 200],
+                    "train_cost": [0.01632, 0.01615],
+                    "validation_cost": [0.02401, 0.02396],
+                    "train_accuracy": [0.9969, 0.9969],
+                    "validation_accuracy": [1.0, 1.0],
+                }
+            ]
+        }
+    )
+
+    epoch: list[int] = Field(description="the epochs (1-based)")
+    train_cost: list[float] = Field(
+        description="each epoch's mean loss over its batches, each taken before its step"
+    )
+    validation_cost: list[float | None] | None = Field(
+        description="J on the validation split after each epoch; null without validation"
+    )
+    train_accuracy: list[float] = Field(description="each epoch's accuracy over its batches")
+    validation_accuracy: list[float | None] | None = Field(
+        description="accuracy on the validation split after each epoch"
+    )
 
 
 class StandardizationRead(BaseModel):
     """x' = (x - mean) / scale, per feature, fit on the training split."""
 
-    mean: list[float]
-    scale: list[float]
+    mean: list[float] = Field(description="per feature")
+    scale: list[float] = Field(description="per feature (1 for a constant feature)")
 
 
 class ModelRead(BaseModel):
-    """Weights in the standardized feature space: W1 (n_h, n_x), b1 (n_h, 1),
-    W2 (1, n_h), b2 (1, 1)."""
+    """A run's weights, in the standardized feature space."""
 
-    run_id: str
-    n_features: int
-    hidden_units: int
-    hidden_activation: str
-    classes: list[Label]
-    standardization: StandardizationRead | None
-    W1: list[list[float]]
-    b1: list[list[float]]
-    W2: list[list[float]]
-    b2: list[list[float]]
+    run_id: str = Field(description="the run")
+    n_features: int = Field(description="n_x")
+    hidden_units: int = Field(description="n_h")
+    hidden_activation: str = Field(description="relu or tanh")
+    classes: list[Label] = Field(description="[negative, positive]: the dataset's own values")
+    standardization: StandardizationRead | None = Field(
+        description="apply it to raw features first; null if the run did not standardize"
+    )
+    W1: list[list[float]] = Field(description="(n_h, n_x)")
+    b1: list[list[float]] = Field(description="(n_h, 1)")
+    W2: list[list[float]] = Field(description="(1, n_h)")
+    b2: list[list[float]] = Field(description="(1, 1)")
 
     @classmethod
     def of(cls, run_id: str, model: Model) -> ModelRead:
@@ -146,9 +264,17 @@ class ModelRead(BaseModel):
         )
 
 
-def run_read(run: Any) -> RunRead:
-    """RunRead from a stored run: its columns by name, and its progress."""
-    columns = {name: getattr(run, name) for name in RunRead.model_fields if name != "progress"}
+def run_read(view: RunView) -> RunRead:
+    """RunRead from a stored run: its columns by name, its progress and place."""
+    run = view.run
+    derived = {"progress", "queue_position", "eta_seconds", "warnings"}
+    columns = {name: getattr(run, name) for name in RunRead.model_fields if name not in derived}
     return RunRead.model_validate(
-        {**columns, "progress": ProgressRead(epoch=run.epoch, epochs=run.epochs)}
+        {
+            **columns,
+            "progress": ProgressRead(epoch=run.epoch, epochs=run.epochs),
+            "queue_position": view.queue_position,
+            "eta_seconds": eta_seconds(run),
+            "warnings": run.warnings or [],
+        }
     )

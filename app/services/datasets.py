@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from typing import IO, Any
@@ -123,9 +124,17 @@ def create_dataset_from_csv(
     file: IO[bytes],
     label_column: str | None,
 ) -> Dataset:
-    """A CSV with a header row; every column but the label column must be numeric."""
+    """A CSV with a header row; every column but the label column must be numeric.
+    Comma, semicolon or tab separated: the separator is the one the header uses."""
     text = codecs.getreader("utf-8-sig")(file)
-    reader = csv.reader(text)
+    try:
+        first = text.readline()
+    except UnicodeDecodeError:
+        raise Invalid("the CSV file is not UTF-8 text") from None
+    if not first:
+        raise Invalid("the CSV file is empty")
+    delimiter = separator(first)
+    reader = csv.reader(itertools.chain([first], text), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -156,7 +165,8 @@ def create_dataset_from_csv(
                 continue
             if len(record) != len(header):
                 raise Invalid(
-                    f"CSV line {line_no} has {len(record)} cells, the header has {len(header)}"
+                    f"CSV line {line_no} has {len(record)} cells, the header has "
+                    f"{len(header)} (separated by {SEPARATORS[delimiter]})"
                 )
             if len(rows) >= settings.max_csv_rows:
                 raise Invalid(f"the CSV file has more than {settings.max_csv_rows} rows")
@@ -200,6 +210,18 @@ def create_dataset_from_csv(
         labels=parsed,
         feature_names=feature_names,
     )
+
+
+SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs"}
+
+
+def separator(header: str) -> str:
+    """The separator a header line uses: the most frequent of comma, semicolon and
+    tab outside quotes (a comma when none is there)."""
+    outside = "".join(header.split('"')[::2])  # drop quoted stretches
+    counts = {d: outside.count(d) for d in SEPARATORS}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
 
 
 def _csv_labels(labels: list[str]) -> list[Label]:

@@ -12,7 +12,7 @@ from app.db.session import Database
 from app.nn import Model
 from app.nn.preprocessing import Label
 from app.services.model_cache import ModelCache
-from app.services.runs import get_model
+from app.services.runs import find_run, get_model
 
 # Up to this many rows the forward pass (tens of microseconds) runs on the
 # event loop: a thread hop would cost more than the work.
@@ -48,10 +48,15 @@ async def predict(
     db: Database,
     cache: ModelCache,
     owner: str,
-    run_id: str,
+    run_id: str | None,
+    run_name: str | None = None,
     instances: list[list[float]],
     threshold: float,
 ) -> Prediction:
+    """ŷ and labels from the run given by id, or by name (the owner's newest run of it)."""
+    if run_id is None:
+        assert run_name is not None  # the request schema asks for exactly one
+        run_id = await asyncio.to_thread(find_run, db=db, owner=owner, name=run_name)
     model = cache.get(run_id, owner)
     if model is None:
         model = await asyncio.to_thread(get_model, db=db, cache=cache, owner=owner, run_id=run_id)

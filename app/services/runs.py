@@ -1,9 +1,8 @@
-"""Runs: create, read, list, history, cancel, delete, and their weights."""
+"""Runs: create, read, find by name, list, cancel, delete, and their weights."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyR
 from app.core.ids import is_id, new_id
 from app.core.settings import Settings
 from app.db.base import utcnow
-from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, StoredModel
+from app.db.models import ENDED_STATUSES, Dataset, Run, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model
 from app.nn.model import check_warm_start
@@ -34,7 +33,7 @@ def create_run(
     name: str | None,
     init_from_run_id: str | None,
     hyperparameters: dict[str, Any],
-) -> Run:
+) -> RunView:
     """Write a queued run (seed drawn and stored) and hand its id to the executor."""
     try:
         hp = Hyperparameters(**hyperparameters).resolved()
@@ -81,7 +80,8 @@ def create_run(
             raise NotFound(f"dataset {dataset_id} does not exist")
         session.add(run)
     deliver(db=db, submit=executor.submit, run_id=run.id)
-    return run
+    with db.read() as session:
+        return views(session, [run])[0]
 
 
 def _lock_owners_runs(session: Session, owner: str) -> None:
@@ -133,9 +133,52 @@ def _owned(session: Any, run_id: str, owner: str) -> Run:
     return owned(session, Run, run_id, owner, "run")
 
 
-def get_run(*, db: Database, owner: str, run_id: str) -> Run:
+@dataclass(frozen=True)
+class RunView:
+    """A run as its reader sees it: the row, and where it stands in the queue."""
+
+    run: Run
+    queue_position: int | None  # 1 for the next run to be claimed; None unless queued
+
+
+def queue_positions(session: Session, runs: Sequence[Run]) -> dict[str, int]:
+    """Each queued run's place among all queued runs, oldest first (the order the
+    executors deliver them in; a run sent again after a lost message may be
+    taken out of turn)."""
+    queued = [r.id for r in runs if r.status == "queued"]
+    if not queued:
+        return {}
+    ranked = (
+        select(Run.id, func.row_number().over(order_by=(Run.created_at, Run.id)).label("place"))
+        .where(Run.status == "queued")
+        .subquery()
+    )
+    rows = session.execute(select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(queued)))
+    return {run_id: int(place) for run_id, place in rows}
+
+
+def views(session: Session, runs: Sequence[Run]) -> list[RunView]:
+    places = queue_positions(session, runs)
+    return [RunView(run, places.get(run.id)) for run in runs]
+
+
+def get_run(*, db: Database, owner: str, run_id: str) -> RunView:
     with db.read() as session:
-        return _owned(session, run_id, owner)
+        return views(session, [_owned(session, run_id, owner)])[0]
+
+
+def find_run(*, db: Database, owner: str, name: str) -> str:
+    """The id of the owner's newest run of this name (names need not be unique)."""
+    with db.read() as session:
+        run_id = session.scalar(
+            select(Run.id)
+            .where(Run.owner == owner, Run.name == name)
+            .order_by(Run.created_at.desc(), Run.id.desc())
+            .limit(1)
+        )
+    if run_id is None:
+        raise NotFound(f"no run is named {name!r}")
+    return run_id
 
 
 def list_runs(
@@ -144,20 +187,23 @@ def list_runs(
     owner: str,
     status: str | None,
     dataset_id: str | None,
+    name: str | None,
     limit: int,
     offset: int,
-) -> tuple[list[Run], int]:
+) -> tuple[list[RunView], int]:
     query = select(Run).where(Run.owner == owner)
     if status is not None:
         query = query.where(Run.status == status)
     if dataset_id is not None:
         query = query.where(Run.dataset_id == dataset_id)
+    if name is not None:
+        query = query.where(Run.name == name)
     with db.read() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         items = session.scalars(
             query.order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)
         ).all()
-        return list(items), total
+        return views(session, items), total
 
 
 def delete_run(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> None:
@@ -171,7 +217,7 @@ def delete_run(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> N
     cache.forget(run_id)
 
 
-def cancel_run(*, db: Database, owner: str, run_id: str) -> Run:
+def cancel_run(*, db: Database, owner: str, run_id: str) -> RunView:
     """A queued run ends cancelled at once; a running one is asked to stop (the
     worker sees it within an epoch or about a second and keeps the last epoch's
     weights); an ended run is a conflict."""
@@ -185,35 +231,8 @@ def cancel_run(*, db: Database, owner: str, run_id: str) -> Run:
             run.lease_owner = None
             run.lease_expires_at = None
         run.cancel_requested = True
-        return run
-
-
-@dataclass(frozen=True)
-class HistoryColumns:
-    """A run's per-epoch figures, one list per column; validation ones None without it."""
-
-    epoch: list[int]
-    train_cost: list[float]
-    validation_cost: list[float | None] | None
-    train_accuracy: list[float]
-    validation_accuracy: list[float | None] | None
-
-
-def get_history(*, db: Database, owner: str, run_id: str, since: int | None) -> HistoryColumns:
-    with db.read() as session:
-        run = _owned(session, run_id, owner)
-        query = select(RunEpoch).where(RunEpoch.run_id == run_id)
-        if since is not None:
-            query = query.where(RunEpoch.epoch > since)
-        rows = session.scalars(query.order_by(RunEpoch.epoch)).all()
-        has_validation = float(run.hyperparameters.get("validation_fraction", 0)) > 0
-    return HistoryColumns(
-        epoch=[r.epoch for r in rows],
-        train_cost=[r.train_cost for r in rows],
-        validation_cost=[r.validation_cost for r in rows] if has_validation else None,
-        train_accuracy=[r.train_accuracy for r in rows],
-        validation_accuracy=[r.validation_accuracy for r in rows] if has_validation else None,
-    )
+        session.flush()
+        return views(session, [run])[0]
 
 
 def get_model(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> Model:
@@ -237,21 +256,3 @@ def get_model(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> Mo
     if row.status in ENDED_STATUSES:
         cache.put(run_id, owner, model)
     return model
-
-
-async def watch_run(
-    *, db: Database, owner: str, run_id: str, interval: float = 0.5
-) -> AsyncIterator[dict[str, Any]]:
-    """Progress events until the run ends: one when the epoch moves, one at the end."""
-    last: tuple[str, int] | None = None
-    while True:
-        run = await asyncio.to_thread(get_run, db=db, owner=owner, run_id=run_id)
-        state = (run.status, run.epoch)
-        if state != last:
-            last = state
-            event = {"status": run.status, "epoch": run.epoch, "epochs": run.epochs}
-            if run.status in ENDED_STATUSES:
-                yield {"event": "end", **event, "error": run.error}
-                return
-            yield {"event": "progress", **event}
-        await asyncio.sleep(interval)

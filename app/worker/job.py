@@ -74,6 +74,7 @@ class Reporter:
 
     def __post_init__(self) -> None:
         now = time.monotonic()
+        self.attempt_began = (now, self.checkpoint_epoch)  # for the pace of this attempt
         self.next_renew = now + self.settings.heartbeat_seconds
         self.next_flush = now + self.settings.history_flush_seconds
         self.next_checkpoint = now + self.settings.checkpoint_every_seconds
@@ -124,6 +125,11 @@ class Reporter:
         values: dict[str, Any] = {"lease_expires_at": lease_expiry(self.settings.lease_seconds)}
         if self.pending:
             values["epoch"] = self.pending[-1].epoch
+        began, first_epoch = self.attempt_began
+        if progress.epoch > first_epoch:
+            values["seconds_per_epoch"] = (time.monotonic() - began) / (
+                progress.epoch - first_epoch
+            )
         cancel = fence(session, self.run_id, self.owner, **values)
         self.flush_history(session)
         if checkpoint:
@@ -272,6 +278,7 @@ def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
             error=error,
             epoch=result.epochs_completed,
             metrics=metrics,
+            warnings=list(result.warnings),
             best_epoch=result.best_epoch,
             finished_at=utcnow(),
             lease_expires_at=None,  # lease_owner stays: the worker that finished it

@@ -145,6 +145,16 @@ def sample_dataset(client: TestClient, kind: str = "moons", n: int = 200) -> dic
     return body
 
 
+def start_run(client: TestClient, dataset: dict[str, Any], **hyperparameters: Any) -> str:
+    """POST /runs on the dataset with these hyperparameters; the run's id."""
+    response = client.post(
+        "/runs", json={"dataset_id": dataset["id"], "hyperparameters": hyperparameters}
+    )
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["id"]
+    return run_id
+
+
 def problem_of(response: Any, status: int) -> dict[str, Any]:
     """Assert a problem+json response with this status; return its body."""
     assert response.status_code == status, response.text

@@ -88,7 +88,8 @@ def test_sample_datasets(api: TestClient, kind: str) -> None:
         ({**GOOD, "name": ""}, "at least 1 character"),
         ({**GOOD, "name": 5}, "valid string"),
         ({**GOOD, "labels": [0.5, 1.5, 0.5, 1.5]}, "labels"),
-        ({**GOOD, "extra": 1}, "Extra inputs"),
+        ({**GOOD, "extra": 1}, "unknown field 'extra'"),
+        ({**GOOD, "label": [0, 1, 0, 1]}, "did you mean 'labels'?"),
         ({"name": "x"}, "Field required"),
     ],
 )
@@ -222,3 +223,40 @@ def test_bad_csv_is_422_and_writes_nothing(
 
 def test_csv_without_a_file_is_422(api: TestClient) -> None:
     problem_of(api.post("/datasets/csv", data={"name": "x"}), 422)
+
+
+def test_a_file_field_sent_as_text_says_how_to_send_a_file(api: TestClient) -> None:
+    """`curl -F file=data.csv` (no @) sends the text "data.csv", not the file."""
+    body = problem_of(api.post("/datasets/csv", data={"name": "x", "file": "data.csv"}), 422)
+    assert "file must be a file, not text" in body["detail"]
+    assert "-F file=@data.csv" in body["detail"]
+    assert total(api) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "separator"),
+    [
+        (b"a;b;label\n1,5;2;cat\n3;4;dog\n", ";"),
+        (b"a\tb\tlabel\n1.5\t2\tcat\n3\t4\tdog\n", "\t"),
+        (b'"a;x",b,label\n1,2,cat\n3,4,dog\n', ","),
+        (b"a,b,label\r\n1,2,cat\r\n3,4,dog\r\n", ","),
+    ],
+)
+def test_csv_separators_are_read_from_the_header(
+    api: TestClient, text: bytes, separator: str
+) -> None:
+    response = upload(api, text)
+    if separator == ";":  # 1,5 is not a number with ; as the separator: said so
+        body = problem_of(response, 422)
+        assert "'1,5' is not a number" in body["detail"]
+        response = upload(api, text.replace(b"1,5", b"1.5"))
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["n_samples"] == 2
+    assert body["classes"] == ["cat", "dog"]
+    assert len(body["feature_names"]) == 2
+
+
+def test_a_row_with_another_separator_names_the_one_the_header_uses(api: TestClient) -> None:
+    body = problem_of(upload(api, b"a;b;label\n1;2;cat\n3,4,dog\n"), 422)
+    assert "separated by semicolons" in body["detail"]

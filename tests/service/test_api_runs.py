@@ -87,7 +87,8 @@ def test_defaults_are_the_designs(api: TestClient) -> None:
         ({"optimizer": "rmsprop"}, "sgd"),
         ({"dtype": "float16"}, "float64"),
         ({"seed": -1}, "greater than or equal to 0"),
-        ({"unknown": 1}, "Extra inputs"),
+        ({"unknown": 1}, "unknown field 'unknown'"),
+        ({"learning_rat": 0.1}, "unknown field 'learning_rat'; did you mean 'learning_rate'?"),
     ],
 )
 def test_bad_hyperparameters_are_422_and_write_nothing(

@@ -38,7 +38,7 @@ def new_run(db: Database, settings: Settings, **hyperparameters: Any) -> tuple[s
         init_from_run_id=None,
         hyperparameters=hp,
     )
-    return run.id, dataset.id
+    return run.run.id, dataset.id
 
 
 def history_epochs(db: Database, run_id: str) -> list[int]:

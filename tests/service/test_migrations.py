@@ -48,6 +48,7 @@ def test_constraints_follow_one_naming_convention(tmp_path: Path) -> None:
             "ix_run_dataset_id",
             "ix_run_status_lease_expires_at",
             "ix_run_owner_status",
+            "ix_run_owner_name",
         }
     finally:
         db.dispose()

@@ -227,30 +227,3 @@ def test_events_stream_progress_until_the_end(service: TestClient) -> None:
 
 def test_settings_reach_the_workers(settings: Settings) -> None:
     assert settings.heartbeat_seconds == 0.2
-
-
-def example(spec: dict[str, Any], path: str) -> dict[str, Any]:
-    schema = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    name = schema["$ref"].rsplit("/", 1)[-1]
-    value: dict[str, Any] = spec["components"]["schemas"][name]["examples"][0]
-    return value
-
-
-def test_the_swagger_tour_works_pressed_in_order(service: TestClient) -> None:
-    """The OpenAPI examples, sent as they are: sample dataset → run → watch → predict."""
-    spec = service.get("/openapi.json").json()
-    created = service.post("/datasets/samples", json=example(spec, "/datasets/samples"))
-    assert created.status_code == 201, created.text
-    again = service.post("/datasets/samples", json=example(spec, "/datasets/samples"))
-    assert again.status_code == 200
-    assert again.json()["id"] == created.json()["id"]
-    run = service.post("/runs", json=example(spec, "/runs"))
-    assert run.status_code == 202, run.text
-    assert run.json()["dataset_id"] == created.json()["id"]
-    done = wait_for(service, run.json()["id"], ended)
-    assert done["status"] == "succeeded"
-    assert done["metrics"]["validation"]["accuracy"] > 0.9
-    body = {**example(spec, "/predict"), "run_id": done["id"]}
-    predicted = service.post("/predict", json=body)
-    assert predicted.status_code == 200, predicted.text
-    assert len(predicted.json()["labels"]) == len(body["instances"])

@@ -1,0 +1,33 @@
+"""run.warnings, run.seconds_per_epoch; runs found by name
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("run") as batch:
+        batch.add_column(sa.Column("warnings", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("seconds_per_epoch", sa.Float(), nullable=True))
+    op.create_index(op.f("ix_run_owner_name"), "run", ["owner", "name"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_run_owner_name"), table_name="run")
+    with op.batch_alter_table("run") as batch:
+        batch.drop_column("seconds_per_epoch")
+        batch.drop_column("warnings")
