@@ -60,6 +60,7 @@ async def create_run(
         executor=executor,
         owner=owner,
         dataset_id=body.dataset_id,
+        dataset_name=body.dataset_name,
         name=body.name,
         init_from_run_id=body.init_from_run_id,
         hyperparameters=body.hyperparameters.model_dump(),

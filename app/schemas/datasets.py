@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from app.core.ids import sample_dataset_id
 from app.core.settings import get_settings
-from app.db.models import OWNER_LOCAL
 from app.nn import check_labels
 from app.nn.samples import MIN_SAMPLES, SampleKind
 from app.schemas.common import FiniteFloat, Label, Name, Schema, check_rows, limits
+from app.schemas.runs import TOUR_DATASET_ID, TOUR_DATASET_NAME, TOUR_SAMPLE
 
 Row = Annotated[
     list[FiniteFloat],
@@ -76,9 +75,6 @@ class DatasetCreate(Schema):
         return self
 
 
-TOUR_SAMPLE: Any = {"kind": "moons", "n_samples": 400, "noise": 0.1, "seed": 0}
-
-
 class SampleDatasetCreate(Schema):
     """A generated two-class dataset, to try the service from Swagger UI."""
 
@@ -111,8 +107,8 @@ class DatasetRead(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "id": sample_dataset_id(OWNER_LOCAL, "moons", 400, 0.1, 0),
-                    "name": "moons (400 samples, noise 0.1, seed 0)",
+                    "id": TOUR_DATASET_ID,
+                    "name": TOUR_DATASET_NAME,
                     "n_samples": 400,
                     "n_features": 2,
                     "feature_names": ["x0", "x1"],

@@ -12,6 +12,7 @@ from app.db.models import OWNER_LOCAL, RunStatus
 from app.nn import Metrics, Model
 from app.nn.hyperparameters import DEFAULTS, RULES, early_stopping_problem
 from app.schemas.common import Id, Label, Name, Schema, limits, rule_field
+from app.services.datasets import sample_name
 from app.services.run_history import eta_seconds
 from app.services.runs import RunView
 
@@ -60,7 +61,9 @@ class HyperparametersIn(_HyperparameterFields):
 # follows from its parameters, and the run's name is how the later steps
 # find the run, so every example works as it stands.
 TOUR_RUN_NAME = "moons-tour"
-TOUR_DATASET_ID = sample_dataset_id(OWNER_LOCAL, "moons", 400, 0.1, 0)  # auth off: owner "local"
+TOUR_SAMPLE: Any = {"kind": "moons", "n_samples": 400, "noise": 0.1, "seed": 0}
+TOUR_DATASET_NAME = sample_name(**TOUR_SAMPLE)  # the sample's name when it is given none
+TOUR_DATASET_ID = sample_dataset_id(OWNER_LOCAL, **TOUR_SAMPLE)  # with auth off
 TOUR_HYPERPARAMETERS: Any = {"hidden_units": 16, "epochs": 200, "learning_rate": 0.3, "seed": 0}
 EXAMPLE_RUN_ID = "9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c"
 
@@ -72,15 +75,19 @@ class RunCreate(Schema):
         json_schema_extra={
             "examples": [
                 {
-                    "dataset_id": TOUR_DATASET_ID,
+                    "dataset_name": TOUR_DATASET_NAME,
                     "name": TOUR_RUN_NAME,
                     "hyperparameters": TOUR_HYPERPARAMETERS,
                 }
-            ]
+            ],
+            "oneOf": [{"required": ["dataset_id"]}, {"required": ["dataset_name"]}],
         },
     )
 
-    dataset_id: Id = Field(description="the dataset to train on")
+    dataset_id: Id | None = Field(None, description="the dataset to train on (or dataset_name)")
+    dataset_name: Name | None = Field(
+        None, description="or: your newest dataset of this name (or dataset_id)"
+    )
     name: Name | None = Field(
         None, description="a name for people; GET /runs?name= and POST /predict (run_name) find it"
     )
@@ -92,6 +99,12 @@ class RunCreate(Schema):
     hyperparameters: HyperparametersIn = Field(
         default_factory=HyperparametersIn, description="all optional; see HyperparametersIn"
     )
+
+    @model_validator(mode="after")
+    def _one_dataset(self) -> RunCreate:
+        if (self.dataset_id is None) == (self.dataset_name is None):
+            raise ValueError("give exactly one of dataset_id and dataset_name")
+        return self
 
 
 class ProgressRead(BaseModel):

@@ -13,7 +13,7 @@ from typing import IO, Any
 import numpy as np
 from sqlalchemy import func, select
 
-from app.core.errors import DatasetInUse, Invalid
+from app.core.errors import DatasetInUse, Invalid, NotFound
 from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.db.arrays import dataset_blob
@@ -84,6 +84,25 @@ def create_dataset(
     )
 
 
+def sample_name(kind: str, n_samples: int, noise: float, seed: int) -> str:
+    """A generated dataset's name when none is given: its parameters, in words."""
+    return f"{kind} ({n_samples} samples, noise {noise}, seed {seed})"
+
+
+def find_dataset(*, db: Database, owner: str, name: str) -> str:
+    """The id of the owner's newest dataset of this name (names need not be unique)."""
+    with db.read() as session:
+        dataset_id = session.scalar(
+            select(Dataset.id)
+            .where(Dataset.owner == owner, Dataset.name == name)
+            .order_by(Dataset.created_at.desc(), Dataset.id.desc())
+            .limit(1)
+        )
+    if dataset_id is None:
+        raise NotFound(f"no dataset is named {name!r}")
+    return dataset_id
+
+
 def create_sample_dataset(
     *,
     db: Database,
@@ -107,7 +126,7 @@ def create_sample_dataset(
         db=db,
         owner=owner,
         dataset_id=dataset_id,
-        name=name or f"{kind} ({n_samples} samples, noise {noise}, seed {seed})",
+        name=name or sample_name(kind, n_samples, noise, seed),
         X=X.T,
         labels=labels,
         feature_names=["x0", "x1"],

@@ -17,6 +17,7 @@ from app.db.models import ENDED_STATUSES, Dataset, Run, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model
 from app.nn.model import check_warm_start
+from app.services.datasets import find_dataset
 from app.services.model_cache import ModelCache
 from app.services.ownership import owned
 from app.worker.executor import Executor
@@ -29,12 +30,17 @@ def create_run(
     settings: Settings,
     executor: Executor,
     owner: str,
-    dataset_id: str,
+    dataset_id: str | None,
+    dataset_name: str | None = None,
     name: str | None,
     init_from_run_id: str | None,
     hyperparameters: dict[str, Any],
 ) -> RunView:
-    """Write a queued run (seed drawn and stored) and hand its id to the executor."""
+    """Write a queued run (seed drawn and stored) and hand its id to the executor.
+    The dataset is given by id, or by name (the owner's newest of that name)."""
+    if dataset_id is None:
+        assert dataset_name is not None  # the request schema asks for exactly one
+        dataset_id = find_dataset(db=db, owner=owner, name=dataset_name)
     try:
         hp = Hyperparameters(**hyperparameters).resolved()
     except ValueError as exc:

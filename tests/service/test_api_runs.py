@@ -242,3 +242,32 @@ def test_openapi_has_examples_for_the_tour(api: TestClient) -> None:
         name = body["$ref"].rsplit("/", 1)[-1]
         assert spec["components"]["schemas"][name].get("examples"), path
     assert api.get("/docs").status_code == 200
+
+
+def test_datasets_and_runs_by_name(api: TestClient, recorder: RecordingExecutor) -> None:
+    """POST /runs takes exactly one of dataset_id and dataset_name (the owner's
+    newest dataset of that name); POST /predict one of run_id and run_name."""
+    dataset = sample_dataset(api)
+    by_name = api.post("/runs", json={"dataset_name": dataset["name"], "name": "n"})
+    assert by_name.status_code == 202, by_name.text
+    assert by_name.json()["dataset_id"] == dataset["id"]
+    both = {"dataset_id": dataset["id"], "dataset_name": dataset["name"]}
+    for body in (both, {"name": "x"}):
+        detail = problem_of(api.post("/runs", json=body), 422)["detail"]
+        assert "exactly one of dataset_id and dataset_name" in detail
+    assert (
+        "no dataset is named"
+        in problem_of(api.post("/runs", json={"dataset_name": "nothing"}), 404)["detail"]
+    )
+    rows = {"instances": [[0.0, 0.0]]}
+    for body in ({**rows, "run_id": by_name.json()["id"], "run_name": "n"}, rows):
+        detail = problem_of(api.post("/predict", json=body), 422)["detail"]
+        assert "exactly one of run_id and run_name" in detail
+    assert (
+        "no run is named"
+        in problem_of(api.post("/predict", json={**rows, "run_name": "nothing"}), 404)["detail"]
+    )
+    # the newest of that name: a queued run has no weights yet
+    problem_of(api.post("/predict", json={**rows, "run_name": "n"}), 409)
+    assert runs_total(api) == 1
+    assert len(recorder.submitted) == 1

@@ -4,13 +4,20 @@ response examples held to the responses the tour really gets."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core.settings import Settings, configure
+from app.db.session import Database
+from app.main import create_app
+from app.services.keys import create_key
+
 # what changes from one run of the tour to the next
-VARYING = {"id", "run_id", "created_at", "started_at", "finished_at"}
+# (with auth on, a sample dataset's id depends on its owner too)
+VARYING = {"id", "run_id", "dataset_id", "created_at", "started_at", "finished_at"}
 
 
 def component(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -58,9 +65,24 @@ def like(example: Any, real: Any, where: str = "") -> None:
         assert type(example) is type(real), (where, example, real)
 
 
-def test_the_tour_pressed_in_order_with_its_examples(service: TestClient) -> None:
+@pytest.fixture(params=["off", "required"])
+def tour_client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[TestClient]:
+    """The API with real local workers, with auth off and with a key."""
+    headers = {}
+    if request.param == "required":
+        db = Database(settings.database_url)
+        headers["Authorization"] = f"Bearer {create_key(db=db, owner='tourist')}"
+        db.dispose()
+    app = create_app(settings.model_copy(update={"auth": request.param}))
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
+        yield client
+    configure(None)
+
+
+def test_the_tour_pressed_in_order_with_its_examples(tour_client: TestClient) -> None:
     """POST /datasets/samples → POST /runs → GET /runs?name= until it has ended →
     POST /predict, each with its own example; nothing copied from one to the next."""
+    service = tour_client
     spec = service.get("/openapi.json").json()
     created = service.post(
         "/datasets/samples", json=request_example(spec, "post", "/datasets/samples")
