@@ -47,7 +47,9 @@ class Rule:
                 and math.isfinite(float(value))
             )
         if ok and self.kind in ("int", "float"):
-            v = float(value)  # type: ignore[arg-type]
+            # an integer is compared as one: 2**63 - 1 must stay below 2**63
+            number: Any = value
+            v = int(number) if self.kind == "int" else float(number)
             ok = (
                 (self.ge is None or v >= self.ge)
                 and (self.gt is None or v > self.gt)

@@ -70,6 +70,12 @@ def explain_unknown_fields(
     return errors
 
 
+def exactly_one(model: BaseModel, first: str, second: str) -> None:
+    """ValueError unless exactly one of the two fields is given (a oneOf of the schema)."""
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        raise ValueError(f"give exactly one of {first} and {second}")
+
+
 class Problem(BaseModel):
     """An error, as RFC 9457 problem details (application/problem+json)."""
 

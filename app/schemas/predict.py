@@ -8,7 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.settings import get_settings
 from app.nn.model import DEFAULT_THRESHOLD, THRESHOLD
-from app.schemas.common import FiniteFloat, Id, Label, Name, Schema, check_rows, limits
+from app.schemas.common import (
+    FiniteFloat,
+    Id,
+    Label,
+    Name,
+    Schema,
+    check_rows,
+    exactly_one,
+    limits,
+)
 from app.schemas.runs import EXAMPLE_RUN_ID, TOUR_RUN_NAME
 
 TOUR_INSTANCES: Any = [[0.0, 1.0], [1.0, -0.5]]  # a point of each moon
@@ -65,8 +74,7 @@ class PredictRequest(RunPredictRequest):
 
     @model_validator(mode="after")
     def _one_run(self) -> PredictRequest:
-        if (self.run_id is None) == (self.run_name is None):
-            raise ValueError("give exactly one of run_id and run_name")
+        exactly_one(self, "run_id", "run_name")
         return self
 
 

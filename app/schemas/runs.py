@@ -11,7 +11,7 @@ from app.core.settings import Settings, get_settings
 from app.db.models import OWNER_LOCAL, RunStatus
 from app.nn import Metrics, Model
 from app.nn.hyperparameters import DEFAULTS, RULES, early_stopping_problem
-from app.schemas.common import Id, Label, Name, Schema, limits, rule_field
+from app.schemas.common import Id, Label, Name, Schema, exactly_one, limits, rule_field
 from app.services.datasets import sample_name
 from app.services.run_history import eta_seconds
 from app.services.runs import RunView
@@ -102,8 +102,7 @@ class RunCreate(Schema):
 
     @model_validator(mode="after")
     def _one_dataset(self) -> RunCreate:
-        if (self.dataset_id is None) == (self.dataset_name is None):
-            raise ValueError("give exactly one of dataset_id and dataset_name")
+        exactly_one(self, "dataset_id", "dataset_name")
         return self
 
 

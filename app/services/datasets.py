@@ -13,7 +13,7 @@ from typing import IO, Any
 import numpy as np
 from sqlalchemy import func, select
 
-from app.core.errors import DatasetInUse, Invalid, NotFound
+from app.core.errors import DatasetInUse, Invalid
 from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.db.arrays import dataset_blob
@@ -22,7 +22,7 @@ from app.db.session import Database
 from app.nn import check_labels, encode_labels, make_samples
 from app.nn.preprocessing import Label
 from app.nn.samples import SampleKind
-from app.services.ownership import owned
+from app.services.ownership import newest_named, owned
 
 
 def _store(
@@ -91,16 +91,7 @@ def sample_name(kind: str, n_samples: int, noise: float, seed: int) -> str:
 
 def find_dataset(*, db: Database, owner: str, name: str) -> str:
     """The id of the owner's newest dataset of this name (names need not be unique)."""
-    with db.read() as session:
-        dataset_id = session.scalar(
-            select(Dataset.id)
-            .where(Dataset.owner == owner, Dataset.name == name)
-            .order_by(Dataset.created_at.desc(), Dataset.id.desc())
-            .limit(1)
-        )
-    if dataset_id is None:
-        raise NotFound(f"no dataset is named {name!r}")
-    return dataset_id
+    return newest_named(db=db, model=Dataset, owner=owner, name=name, what="dataset")
 
 
 def create_sample_dataset(

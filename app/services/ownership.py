@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound
 from app.core.ids import is_id
 from app.db.models import Dataset, Run
+from app.db.session import Database
 
 Owned = TypeVar("Owned", Dataset, Run)
 
@@ -19,3 +21,17 @@ def owned(session: Session, model: type[Owned], row_id: str, owner: str, what: s
     if row is None or row.owner != owner:
         raise NotFound(f"{what} {row_id} does not exist")
     return row
+
+
+def newest_named(*, db: Database, model: type[Owned], owner: str, name: str, what: str) -> str:
+    """The id of the owner's newest row of this name (names need not be unique)."""
+    with db.read() as session:
+        row_id = session.scalar(
+            select(model.id)
+            .where(model.owner == owner, model.name == name)
+            .order_by(model.created_at.desc(), model.id.desc())
+            .limit(1)
+        )
+    if row_id is None:
+        raise NotFound(f"no {what} is named {name!r}")
+    return str(row_id)

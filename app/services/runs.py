@@ -19,7 +19,7 @@ from app.nn import Hyperparameters, Model
 from app.nn.model import check_warm_start
 from app.services.datasets import find_dataset
 from app.services.model_cache import ModelCache
-from app.services.ownership import owned
+from app.services.ownership import newest_named, owned
 from app.worker.executor import Executor
 from app.worker.sweeper import deliver
 
@@ -175,16 +175,7 @@ def get_run(*, db: Database, owner: str, run_id: str) -> RunView:
 
 def find_run(*, db: Database, owner: str, name: str) -> str:
     """The id of the owner's newest run of this name (names need not be unique)."""
-    with db.read() as session:
-        run_id = session.scalar(
-            select(Run.id)
-            .where(Run.owner == owner, Run.name == name)
-            .order_by(Run.created_at.desc(), Run.id.desc())
-            .limit(1)
-        )
-    if run_id is None:
-        raise NotFound(f"no run is named {name!r}")
-    return run_id
+    return newest_named(db=db, model=Run, owner=owner, name=name, what="run")
 
 
 def list_runs(

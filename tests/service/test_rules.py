@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.core.settings import get_settings
@@ -70,6 +70,8 @@ def value_for(name: str) -> st.SearchStrategy[Any]:
 
 
 @settings(max_examples=400, deadline=None)
+@example({"seed": 2**63 - 1})  # found by this test: a float comparison said 2**63 - 1 ≥ 2**63
+@example({"seed": 2**63})
 @given(
     st.dictionaries(st.sampled_from(sorted(RULES)), st.none(), max_size=5).flatmap(
         lambda keys: st.fixed_dictionaries({k: value_for(k) for k in keys})
