@@ -16,9 +16,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from app.core.errors import DomainError, Invalid, TooLarge, Unauthorized
+from app.core.errors import TooLarge, Unauthorized
 from app.core.settings import Settings
-from app.schemas.common import Problem, problem_example
+from app.schemas.common import Problem, add_example, problem_answer, problem_example
 
 RENAMED = {"Body_upload_csv": "CsvUpload"}
 
@@ -121,18 +121,6 @@ def _rename_schemas(spec: dict[str, Any], names: dict[str, str]) -> None:
     walk(spec)
 
 
-def _generic(status: int, title: str, example: dict[str, Any], name: str) -> dict[str, Any]:
-    return {
-        "description": title,
-        "content": {
-            "application/problem+json": {
-                "schema": {"$ref": "#/components/schemas/Problem"},
-                "examples": {name: {"value": example}},
-            }
-        },
-    }
-
-
 def _document_problems(spec: dict[str, Any]) -> None:
     """Every error answer is problem+json: add those every operation of its kind
     can give (401 when secured; 400, 413 and 422 with a body; 422 with query
@@ -140,11 +128,11 @@ def _document_problems(spec: dict[str, Any]) -> None:
     spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
         Problem.model_json_schema()
     )
-    generic: dict[int, tuple[type[DomainError] | None, dict[str, Any], str]] = {
-        400: (None, MALFORMED, "malformed-json"),
-        401: (Unauthorized, problem_example(Unauthorized), "unauthorized"),
-        413: (TooLarge, problem_example(TooLarge), "too-large"),
-        422: (Invalid, VALIDATION, "validation"),
+    generic = {
+        400: MALFORMED,
+        401: problem_example(Unauthorized),
+        413: problem_example(TooLarge),
+        422: VALIDATION,
     }
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
@@ -160,14 +148,13 @@ def _document_problems(spec: dict[str, Any]) -> None:
             if any(p.get("in") in ("query", "header") for p in operation.get("parameters", ())):
                 statuses.add(422)
             for status in sorted(statuses):
-                error, example, name = generic[status]
+                example = generic[status]
                 if status == 422 and "requestBody" not in operation:
                     example = QUERY_VALIDATION
-                title = error.title if error is not None else str(example["title"])
-                declared = responses.setdefault(str(status), _generic(status, title, example, name))
-                declared["content"]["application/problem+json"]["examples"].setdefault(
-                    name, {"value": example}
-                )
+                if str(status) in responses:  # declared by the route: its examples and this one
+                    add_example(responses[str(status)], example)
+                else:
+                    responses[str(status)] = problem_answer(example)
     schemas = spec["components"]["schemas"]
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.errors import DomainError, problem
+from app.core.errors import DomainError
 from app.schemas.common import explain_unknown_fields
 
 log = logging.getLogger("twolayer.api")
@@ -29,12 +29,10 @@ def problem_response(
     errors: Any = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        problem(status, title, detail, type_=type_, errors=errors),
-        status_code=status,
-        media_type=PROBLEM,
-        headers=headers,
-    )
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:

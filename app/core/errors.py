@@ -1,4 +1,4 @@
-"""Domain errors raised by services, and their one translation to problem+json (RFC 9457)."""
+"""Domain errors raised by services; app.api.problems turns them into problem+json (RFC 9457)."""
 
 from __future__ import annotations
 
@@ -71,17 +71,3 @@ class Invalid(DomainError):
 class TooLarge(DomainError):
     status, title, type = 413, "Content too large", "/problems/too-large"
     example = "the request body is larger than the limit of 67108864 bytes"
-
-
-def problem(
-    status: int,
-    title: str,
-    detail: str,
-    *,
-    type_: str = "about:blank",
-    errors: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
-    if errors is not None:
-        body["errors"] = errors
-    return body

@@ -26,7 +26,8 @@ from app.nn.workspace import Workspace, logits
 
 MODEL_FORMAT = "twolayer.model/1"
 DEFAULT_THRESHOLD = 0.5
-THRESHOLD = Rule("float", "ŷ at or above it predicts the positive class", ge=0, le=1)
+_LOWEST, _HIGHEST = 0.0, 1.0
+THRESHOLD = Rule("float", "ŷ at or above it predicts the positive class", ge=_LOWEST, le=_HIGHEST)
 
 
 # Up to this many columns, prediction reuses buffers: for a few rows the cost
@@ -96,8 +97,10 @@ class Model:
 
     def labels(self, probabilities: Array, threshold: float = DEFAULT_THRESHOLD) -> list[Label]:
         """The class for each probability ŷ: the positive class where ŷ ≥ threshold."""
-        problem = THRESHOLD.problem("threshold", threshold)
-        if problem is not None:
+        # the rule's own check only when the range says no: this is /predict's path
+        if not _LOWEST <= threshold <= _HIGHEST and (
+            problem := THRESHOLD.problem("threshold", threshold)
+        ):
             raise ValueError(problem)
         negative, positive = self.classes
         return [positive if p else negative for p in (probabilities.ravel() >= threshold).tolist()]

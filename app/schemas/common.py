@@ -97,25 +97,39 @@ def problem_example(error: type[DomainError]) -> dict[str, Any]:
     }
 
 
+def problem_answer(example: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI response documented as problem+json, with its first example
+    (named by its type); `add_example` adds more."""
+    return add_example(
+        {
+            "description": example["title"],
+            "content": {
+                "application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "examples": {},
+                }
+            },
+        },
+        example,
+    )
+
+
+def add_example(answer: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    examples = answer["content"]["application/problem+json"]["examples"]
+    examples.setdefault(example["type"].rsplit("/", 1)[-1], {"value": example})
+    return answer
+
+
 def problems(*errors: type[DomainError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the domain errors an operation can answer, each
     documented as problem+json with a real example."""
     responses: dict[int | str, dict[str, Any]] = {}
     for error in errors:
-        response = responses.setdefault(
-            error.status,
-            {
-                "description": error.title,
-                "content": {
-                    "application/problem+json": {
-                        "schema": {"$ref": "#/components/schemas/Problem"},
-                        "examples": {},
-                    }
-                },
-            },
-        )
-        examples = response["content"]["application/problem+json"]["examples"]
-        examples[error.type.rsplit("/", 1)[-1]] = {"value": problem_example(error)}
+        example = problem_example(error)
+        if error.status in responses:
+            add_example(responses[error.status], example)
+        else:
+            responses[error.status] = problem_answer(example)
     return responses
 
 

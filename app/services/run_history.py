@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.db.models import ENDED_STATUSES, Run, RunEpoch
 from app.db.session import Database
@@ -44,30 +45,27 @@ def _columns(run: Run, rows: list[RunEpoch]) -> HistoryColumns:
     )
 
 
-def get_history(
-    *, db: Database, owner: str, run_id: str, since: int | None, limit: int | None = None
+def _epochs_after(
+    session: Session, run: Run, since: int | None, limit: int | None
 ) -> HistoryColumns:
-    """The epochs after `since` (all without it), oldest first, at most `limit`."""
+    query = select(RunEpoch).where(RunEpoch.run_id == run.id)
+    if since is not None:
+        query = query.where(RunEpoch.epoch > since)
+    return _columns(run, list(session.scalars(query.order_by(RunEpoch.epoch).limit(limit))))
+
+
+def get_history(*, db: Database, owner: str, run_id: str, since: int | None) -> HistoryColumns:
+    """The epochs after `since` (all without it), oldest first."""
     with db.read() as session:
         run = owned(session, Run, run_id, owner, "run")
-        query = select(RunEpoch).where(RunEpoch.run_id == run_id)
-        if since is not None:
-            query = query.where(RunEpoch.epoch > since)
-        rows = list(session.scalars(query.order_by(RunEpoch.epoch).limit(limit)).all())
-        return _columns(run, rows)
+        return _epochs_after(session, run, since, None)
 
 
 def _look(*, db: Database, owner: str, run_id: str, since: int) -> tuple[RunView, HistoryColumns]:
-    """The run and its epochs after `since`, in one read."""
+    """The run, where it stands, and its epochs after `since`, in one read."""
     with db.read() as session:
         run = owned(session, Run, run_id, owner, "run")
-        rows = session.scalars(
-            select(RunEpoch)
-            .where(RunEpoch.run_id == run_id, RunEpoch.epoch > since)
-            .order_by(RunEpoch.epoch)
-            .limit(MAX_EPOCHS_PER_EVENT)
-        ).all()
-        return views(session, [run])[0], _columns(run, list(rows))
+        return views(session, [run])[0], _epochs_after(session, run, since, MAX_EPOCHS_PER_EVENT)
 
 
 @dataclass(frozen=True)
