@@ -249,6 +249,7 @@ def test_csv_separators_are_read_from_the_header(
     if separator == ";":  # 1,5 is not a number with ; as the separator: said so
         body = problem_of(response, 422)
         assert "'1,5' is not a number" in body["detail"]
+        assert total(api) == 0
         response = upload(api, text.replace(b"1,5", b"1.5"))
     assert response.status_code == 201, response.text
     body = response.json()
@@ -260,3 +261,4 @@ def test_csv_separators_are_read_from_the_header(
 def test_a_row_with_another_separator_names_the_one_the_header_uses(api: TestClient) -> None:
     body = problem_of(upload(api, b"a;b;label\n1;2;cat\n3,4,dog\n"), 422)
     assert "separated by semicolons" in body["detail"]
+    assert total(api) == 0
