@@ -8,22 +8,37 @@ the claim. One training at a time per worker process, prefetch 1.
 environment's settings). Each worker process also runs a sweeper thread, so
 a lost worker's run is re-queued and resumed within a lease, without waiting
 for the broker's visibility timeout.
+
+A warm shutdown (SIGTERM to the worker, as `docker compose stop` sends it)
+is graceful for training too: the main process passes SIGTERM on to its pool
+processes, where it asks the run in hand to checkpoint its last epoch and be
+released (its attempt given back) and sent again at once, so another worker,
+or this one after its restart, resumes it without waiting for the lease.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 from typing import Any
 
+import billiard.process
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from app.core.settings import Settings, get_settings
 from app.db.session import Database
 from app.worker.job import execute_run
 from app.worker.lease import worker_identity
-from app.worker.sweeper import Sweeper
+from app.worker.sweeper import Sweeper, deliver
 
 log = logging.getLogger("twolayer.celery")
 TASK = "twolayer.train_run"
@@ -61,6 +76,7 @@ def send_run(app: Celery, run_id: str) -> None:
 # ------------------------------------------------------------- worker side
 
 _state: dict[str, Any] = {}
+_stopping = threading.Event()  # this pool process was asked to stop (SIGTERM)
 
 
 def _worker_database() -> Database:
@@ -72,22 +88,45 @@ def _worker_database() -> Database:
     return db
 
 
+def _publisher() -> Celery:
+    if "publisher" not in _state:
+        _state["publisher"] = make_celery(get_settings())
+    app: Celery = _state["publisher"]
+    return app
+
+
 def train_run(run_id: str) -> str:
     parent = os.getppid()
+    db = _worker_database()
     outcome = execute_run(
-        db=_worker_database(),
+        db=db,
         settings=get_settings(),
         run_id=run_id,
         owner=worker_identity(),
-        # a pool process whose worker died stops: it must not train as an orphan
-        should_stop=lambda: os.getppid() != parent,
+        # asked to stop, or a pool process whose worker died: it must not train
+        # as an orphan
+        should_stop=lambda: _stopping.is_set() or os.getppid() != parent,
     )
     log.info("run %s: %s", run_id, outcome)
+    if outcome == "released":  # to the broker again now, for whichever worker is up
+        deliver(db=db, submit=lambda r: send_run(_publisher(), r), run_id=run_id)
     return outcome
 
 
 def _on_process_init(**_: Any) -> None:
     _state.clear()
+    _stopping.clear()
+    # billiard resets SIGTERM in a pool process: here it asks for a graceful stop
+    signal.signal(signal.SIGTERM, lambda *_: _stopping.set())
+
+
+def _on_worker_shutting_down(**_: Any) -> None:
+    """Warm shutdown, in the main process: pass SIGTERM on to the pool processes,
+    so a training in hand is released now instead of trained to its end."""
+    for child in billiard.process.active_children():
+        if child.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
 
 
 def _on_worker_ready(**_: Any) -> None:
@@ -109,6 +148,7 @@ def _on_worker_shutdown(**_: Any) -> None:
 worker_process_init.connect(_on_process_init)
 worker_ready.connect(_on_worker_ready)
 worker_shutdown.connect(_on_worker_shutdown)
+worker_shutting_down.connect(_on_worker_shutting_down)
 
 
 def _from_environment() -> Celery | None:

@@ -6,7 +6,9 @@
   carries `lease_owner = :me AND status = 'running'` and checks the row
   count; a worker that lost its lease gets `LeaseLost` and writes nothing more.
 - release: a worker that stops (shutdown, orphaned) hands its run back to
-  the queue; `fail_run` ends it `failed` with the reason.
+  the queue, its attempt given back; `fail_run` ends it `failed` with the reason.
+- expire: a holder known to be dead (the local executor saw its process
+  exit) has its lease ended at once, not after `lease_seconds`.
 - requeue: runs whose lease expired go back to the queue, and give up
   (`failed`) after `max_attempts` lost workers.
 """
@@ -80,8 +82,33 @@ def fence(session: Session, run_id: str, owner: str, **values: Any) -> bool:
 
 
 def release_run(session: Session, run_id: str, owner: str) -> None:
-    """Hand our run back to the queue (this worker is stopping)."""
-    fence(session, run_id, owner, status="queued", lease_owner=None, lease_expires_at=None)
+    """Hand our run back to the queue (this worker is stopping). A graceful stop
+    is not a lost worker: the claim's attempt is given back, so deploys and
+    restarts never make a run give up."""
+    fence(
+        session,
+        run_id,
+        owner,
+        status="queued",
+        lease_owner=None,
+        lease_expires_at=None,
+        delivered_at=None,  # to be sent again at once
+        attempts=Run.attempts - 1,
+    )
+
+
+def expire_lease(*, db: Database, run_id: str, owner: str) -> bool:
+    """The holder `owner` is known to be dead (its process exited): end its lease
+    now instead of waiting for it to run out, so the sweeper re-queues the run
+    at once. A lost worker all the same: the attempt counts."""
+    with db.write() as session:
+        result = session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.lease_owner == owner, Run.status == "running")
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def fail_run(*, db: Database, run_id: str, owner: str, error: str) -> None:

@@ -80,9 +80,8 @@ class Sweeper:
         db: Database,
         settings: Settings,
         submit: Callable[[str], None],
-        extra: Callable[[], None] | None = None,
     ) -> None:
-        self.db, self.settings, self.submit, self.extra = db, settings, submit, extra
+        self.db, self.settings, self.submit = db, settings, submit
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="twolayer-sweeper", daemon=True)
 
@@ -98,7 +97,5 @@ class Sweeper:
         while not self._halt.wait(self.settings.sweep_interval_seconds):
             try:
                 sweep_once(db=self.db, settings=self.settings, submit=self.submit)
-                if self.extra is not None:
-                    self.extra()
             except Exception:
                 log.exception("sweep failed")

@@ -24,7 +24,7 @@ from tests.helpers import start_serve
 
 
 class Server:
-    def __init__(self, workdir: Path, database_url: str) -> None:
+    def __init__(self, workdir: Path, database_url: str, **settings: str) -> None:
         env = {
             "TWOLAYER_DATABASE_URL": database_url,
             "TWOLAYER_LEASE_SECONDS": "2",
@@ -32,6 +32,7 @@ class Server:
             "TWOLAYER_SWEEP_INTERVAL_SECONDS": "0.3",
             "TWOLAYER_CHECKPOINT_EVERY_EPOCHS": "10",
             "TWOLAYER_HISTORY_FLUSH_SECONDS": "0.2",
+            **{f"TWOLAYER_{k.upper()}": v for k, v in settings.items()},
         }
         self.log_path = workdir / f"serve-{len(list(workdir.glob('serve-*.log')))}.log"
         with self.log_path.open("w") as log:
