@@ -9,6 +9,10 @@ from app.core.logging import configure_logging
 from app.core.settings import get_settings
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# A graceful stop waits this long for open requests (an events stream never
+# ends by itself) before the workers are stopped: within the 10 s an
+# orchestrator gives before its SIGKILL, with time left for their release
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 def serve(host: str, port: int) -> None:
@@ -32,6 +36,7 @@ def serve(host: str, port: int) -> None:
         port=port,
         log_level="info",
         access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 

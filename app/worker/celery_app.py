@@ -9,23 +9,22 @@ environment's settings). Each worker process also runs a sweeper thread, so
 a lost worker's run is re-queued and resumed within a lease, without waiting
 for the broker's visibility timeout.
 
-A warm shutdown (SIGTERM to the worker, as `docker compose stop` sends it)
-is graceful for training too: the main process passes SIGTERM on to its pool
-processes, where it asks the run in hand to checkpoint its last epoch and be
-released (its attempt given back) and sent again at once, so another worker,
-or this one after its restart, resumes it without waiting for the lease.
+A warm shutdown (SIGTERM to the worker, as `docker compose stop` sends it,
+or to its whole process group) is graceful for training too: the pool
+process checkpoints the run's last epoch and releases it (its attempt given
+back) and sends it again at once, so another worker, or this one after its
+restart, resumes it without waiting for the lease.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import multiprocessing.sharedctypes
 import os
 import signal
 import threading
 from typing import Any
 
-import billiard.process
 from celery import Celery
 from celery.signals import (
     worker_process_init,
@@ -76,7 +75,9 @@ def send_run(app: Celery, run_id: str) -> None:
 # ------------------------------------------------------------- worker side
 
 _state: dict[str, Any] = {}
-_stopping = threading.Event()  # this pool process was asked to stop (SIGTERM)
+# Set by the main process at warm shutdown, read by the pool processes it
+# forked: one byte of shared memory, no lock a killed process could leave held
+_shutting_down = multiprocessing.sharedctypes.RawValue("b", 0)
 
 
 def _worker_database() -> Database:
@@ -98,15 +99,26 @@ def _publisher() -> Celery:
 def train_run(run_id: str) -> str:
     parent = os.getppid()
     db = _worker_database()
-    outcome = execute_run(
-        db=db,
-        settings=get_settings(),
-        run_id=run_id,
-        owner=worker_identity(),
-        # asked to stop, or a pool process whose worker died: it must not train
-        # as an orphan
-        should_stop=lambda: _stopping.is_set() or os.getppid() != parent,
-    )
+    stopping = threading.Event()
+    # SIGTERM to this pool process (its process group was signalled) asks for a
+    # graceful stop while it trains; billiard's own handling is restored after
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set()) if main else None
+    try:
+        outcome = execute_run(
+            db=db,
+            settings=get_settings(),
+            run_id=run_id,
+            owner=worker_identity(),
+            # asked to stop, or a pool process whose worker died: it must not
+            # train as an orphan
+            should_stop=lambda: (
+                stopping.is_set() or bool(_shutting_down.value) or os.getppid() != parent
+            ),
+        )
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     log.info("run %s: %s", run_id, outcome)
     if outcome == "released":  # to the broker again now, for whichever worker is up
         deliver(db=db, submit=lambda r: send_run(_publisher(), r), run_id=run_id)
@@ -115,18 +127,13 @@ def train_run(run_id: str) -> str:
 
 def _on_process_init(**_: Any) -> None:
     _state.clear()
-    _stopping.clear()
-    # billiard resets SIGTERM in a pool process: here it asks for a graceful stop
-    signal.signal(signal.SIGTERM, lambda *_: _stopping.set())
 
 
 def _on_worker_shutting_down(**_: Any) -> None:
-    """Warm shutdown, in the main process: pass SIGTERM on to the pool processes,
-    so a training in hand is released now instead of trained to its end."""
-    for child in billiard.process.active_children():
-        if child.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGTERM)
+    """Warm shutdown, in the main process: the trainings in hand are released
+    now (their pool processes see the flag within a heartbeat) instead of
+    trained to their end while the worker waits for them."""
+    _shutting_down.value = 1
 
 
 def _on_worker_ready(**_: Any) -> None:

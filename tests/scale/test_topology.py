@@ -262,6 +262,34 @@ def test_kill_9_the_worker_holding_a_run_finishes_on_the_other_bit_for_bit(
     np.testing.assert_array_equal(topology.weights(run_id), topology.uninterrupted(done))
 
 
+@pytest.mark.parametrize("target", ["worker", "process group"])
+def test_sigterm_to_the_worker_holding_a_run_hands_it_to_the_other_at_once(
+    target: str, topology: Topology
+) -> None:
+    """Celery's warm shutdown (SIGTERM, as `docker compose stop` sends it to the
+    worker, or to its whole process group): the run is checkpointed and released
+    with its attempt given back, the worker exits cleanly, and the other worker
+    resumes the run at once, bit for bit."""
+    dataset = topology.dataset()
+    run_id = topology.run(dataset, epochs=400, optimizer="adam", learning_rate=0.01)
+    wait(lambda: (c := topology.row(run_id)[1]) is not None and c.epoch >= 20, 60, "a checkpoint")
+    run, _ = topology.row(run_id)
+    victim = topology.worker_of(run)
+    process = topology.processes[victim]
+    if target == "worker":
+        process.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(30) == 0, topology.logs()
+    done = topology.ended(run_id)
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 1, topology.logs()  # released, not lost
+    assert done.epoch == 400
+    assert topology.worker_of(done) != victim
+    assert topology.history(run_id) == list(range(1, 401))
+    np.testing.assert_array_equal(topology.weights(run_id), topology.uninterrupted(done))
+
+
 def test_a_redis_restart_loses_nothing(topology: Topology) -> None:
     dataset = topology.dataset()
     running = topology.run(dataset, epochs=60)

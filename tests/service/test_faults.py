@@ -218,3 +218,31 @@ def test_sigterm_releases_the_run_and_the_next_start_resumes_it_at_once(
     assert done.status == "succeeded", done.error
     assert done.attempts == 1  # three graceful stops, no lost worker
     assert_bit_for_bit(db, done)
+
+
+def test_sigterm_with_an_events_stream_open_stops_within_the_grace(
+    tmp_path: Path, database: tuple[str, Database]
+) -> None:
+    """An events stream never ends by itself: a graceful stop waits for it a few
+    seconds only (uvicorn's graceful-shutdown timeout), then releases the run,
+    well within the 10 s an orchestrator gives before SIGKILL."""
+    url, db = database
+    server = Server(tmp_path, url, **LONG_LEASE)
+    try:
+        run_id = post_run(server, dataset(server), {**HP, "epochs": 100000})
+        wait(db, run_id, lambda r, c: r.status == "running" and r.epoch >= 1)
+        with httpx.stream("GET", f"{server.base}/runs/{run_id}/events", timeout=30) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith(("event:", "id:", "data:", ":"))
+            asked = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(15) in (0, -signal.SIGTERM)
+        stopped = time.monotonic() - asked
+    finally:
+        server.stop()
+    assert stopped < 8, f"the stop took {stopped:.1f} s"
+    with db.read() as s:
+        run = s.get(Run, run_id)
+    assert run is not None
+    assert (run.status, run.lease_owner, run.attempts) == ("queued", None, 0)
+    assert "Traceback" not in server.log_path.read_text()
