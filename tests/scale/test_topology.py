@@ -290,6 +290,36 @@ def test_sigterm_to_the_worker_holding_a_run_hands_it_to_the_other_at_once(
     np.testing.assert_array_equal(topology.weights(run_id), topology.uninterrupted(done))
 
 
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_idle_workers_killed_at_any_level_leave_the_service_delivering(
+    topology: Topology,
+) -> None:
+    """kill -9 of an idle worker's pool process (Celery starts another), and of
+    the whole other worker: runs still train, on what is left."""
+    dataset = topology.dataset()
+    pool = children_of(topology.processes["worker1"].pid)
+    assert pool, "worker1 has no pool process"
+    os.kill(pool[0], signal.SIGKILL)
+    topology.kill("worker2")
+    runs = [topology.run(dataset, epochs=5, seed=s) for s in range(2)]
+    for run_id in runs:
+        done = topology.ended(run_id, timeout=60)
+        assert (done.status, done.attempts) == ("succeeded", 1), done.error
+        assert topology.worker_of(done) == "worker1"
+
+
 def test_a_redis_restart_loses_nothing(topology: Topology) -> None:
     dataset = topology.dataset()
     running = topology.run(dataset, epochs=60)
