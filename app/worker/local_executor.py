@@ -203,7 +203,8 @@ class LocalExecutor:
     @staticmethod
     def _close(slot: _Slot) -> None:
         slot.conn.close()
-        slot.process.close()
+        with contextlib.suppress(ValueError):  # not reaped yet: its handle goes with it
+            slot.process.close()
 
     def _loop(self) -> None:
         while not self._halting.is_set():
