@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 import app as package
 from app.api import datasets, docs, health, predict, runs
-from app.api.auth import KeyCache
+from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.openapi import build_openapi, operation_id
 from app.api.problems import add_problem_handlers
@@ -67,6 +67,7 @@ def create_app(
     )
     add_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     app.router.routes.extend(predict.routes)  # first: routes match in order
     for router in (health.router, runs.router, datasets.router, docs.router):
         app.include_router(router)
