@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 
 from tests.helpers import TWOLAYER, start_serve
@@ -103,4 +104,55 @@ def test_an_unauthenticated_body_is_refused_before_it_is_read(
     print(f"peak RSS growth {grown_mib:.1f} MiB, slowest /health {probe.slowest:.3f} s")
     assert grown_mib < 8, f"peak RSS grew by {grown_mib:.0f} MiB for unauthenticated bodies"
     assert probe.answers > 0
+    assert probe.slowest < 1
+
+
+def trained_run(client: httpx.Client, n_features: int, hidden_units: int = 8) -> str:
+    rng = np.random.default_rng(0)
+    features = np.round(rng.normal(size=(40, n_features)), 3).tolist()
+    dataset = client.post(
+        "/datasets", json={"name": "wide", "features": features, "labels": [0, 1] * 20}
+    ).json()
+    hyper = {"hidden_units": hidden_units, "epochs": 2, "seed": 0}
+    run_id: str = client.post(
+        "/runs", json={"dataset_id": dataset["id"], "hyperparameters": hyper}
+    ).json()["id"]
+    deadline = time.monotonic() + 120
+    while client.get(f"/runs/{run_id}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return run_id
+
+
+def test_a_large_prediction_is_decoded_off_the_event_loop_in_bounded_memory(
+    secured_server: tuple[subprocess.Popen[bytes], str, str],
+) -> None:
+    """A 61 MiB /predict body (100 000 rows × 100 numbers): its peak RSS growth
+    was 16× the body (~1 GB, a Python float per number) with /health stalled for
+    over a second; now it is decoded straight into float64 in a worker thread."""
+    server, base, key = secured_server
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+        run_id = trained_run(client, 100)
+        rng = np.random.default_rng(1)
+        distinct = np.round(rng.normal(size=(100, 100)), 3)
+        texts = ["[" + ",".join(map(repr, row)) + "]" for row in distinct.tolist()]
+        body = f'{{"run_id": "{run_id}", "instances": [{",".join(texts * 1000)}]}}'.encode()
+        small = client.post("/predict", json={"run_id": run_id, "instances": distinct.tolist()})
+        before = reset_peak(server.pid)
+        with HealthProbe(base) as probe:
+            response = client.post(
+                "/predict", content=body, headers={"content-type": "application/json"}
+            )
+        grown_mib = (peak_rss_kib(server.pid) - before) / 1024
+    body_mib = len(body) / MiB
+    print(f"{body_mib:.0f} MiB body: peak RSS growth {grown_mib:.0f} MiB, ", end="")
+    print(f"slowest /health {probe.slowest:.3f} s")
+    assert response.status_code == 200, response.text
+    probabilities = response.json()["probabilities"]
+    assert len(probabilities) == 100_000
+    expected = small.json()["probabilities"]  # the same rows, through the small path
+    np.testing.assert_allclose(probabilities[:100], expected, rtol=1e-12)
+    np.testing.assert_allclose(probabilities[-100:], expected, rtol=1e-12)
+    assert grown_mib < 6 * body_mib
     assert probe.slowest < 1
