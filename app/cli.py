@@ -14,6 +14,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def serve(host: str, port: int) -> None:
     import uvicorn
 
+    from app.api.timeouts import header_timeout_protocol
     from app.db.migrate import upgrade
 
     settings = get_settings()
@@ -32,6 +33,7 @@ def serve(host: str, port: int) -> None:
         port=port,
         log_level="info",
         access_log=False,
+        http=header_timeout_protocol(settings.header_timeout_seconds),
     )
 
 

@@ -66,7 +66,11 @@ def create_app(
         generate_unique_id_function=operation_id,
     )
     add_problem_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        idle_seconds=settings.body_timeout_seconds,
+    )
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     app.router.routes.extend(predict.routes)  # first: routes match in order
     for router in (health.router, runs.router, datasets.router, docs.router):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -156,3 +157,67 @@ def test_a_large_prediction_is_decoded_off_the_event_loop_in_bounded_memory(
     np.testing.assert_allclose(probabilities[-100:], expected, rtol=1e-12)
     assert grown_mib < 6 * body_mib
     assert probe.slowest < 1
+
+
+def closed_within(sock: socket.socket, seconds: float, trickle: bytes) -> bytes:
+    """Send `trickle` a byte every 0.25 s until the server closes the connection
+    (what it sent before closing is returned) or `seconds` pass (AssertionError)."""
+    sock.settimeout(0.25)
+    answer = b""
+    deadline = time.monotonic() + seconds
+    for byte in trickle:
+        assert time.monotonic() < deadline, "the server kept the slow connection open"
+        try:
+            sock.sendall(bytes([byte]))
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer  # the server closed it
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return answer
+    raise AssertionError("the trickle ended before the server closed the connection")
+
+
+def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
+    """Headers trickled a byte at a time: 408 and closed after the header timeout;
+    a body that pauses longer than the body timeout: 408, closed, nothing written.
+    Both used to hold the connection as long as the client liked."""
+    env = {
+        "TWOLAYER_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
+        "TWOLAYER_HEADER_TIMEOUT_SECONDS": "1",
+        "TWOLAYER_BODY_TIMEOUT_SECONDS": "1",
+    }
+    server, base = start_serve(tmp_path, env, ready="/health")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        headers = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            answer = closed_within(sock, 6, headers)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"application/problem+json" in answer
+
+        body = b'{"name": "slow", "features": [[0], [1]], "labels": [0, 1]}'
+        head = (
+            b"POST /datasets HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head + body[:10])
+            time.sleep(1.5)  # a pause longer than the body timeout
+            answer = closed_within(sock, 6, body[10:])
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"/problems/request-timeout" in answer
+        # a body that keeps coming, a piece every 0.25 s, is read to the end
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head)
+            for i in range(0, len(body), 16):
+                time.sleep(0.25)
+                sock.sendall(body[i : i + 16])
+            sock.settimeout(10)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 201 ")
+        names = [d["name"] for d in httpx.get(f"{base}/datasets", timeout=5).json()["items"]]
+        assert names == ["slow"]
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
