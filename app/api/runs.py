@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -146,6 +147,14 @@ async def existing_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> str:
     return run_id
 
 
+def strict_json(data: dict[str, Any]) -> str:
+    """`data` as JSON, strict as every answer: a non-finite figure is null."""
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError:  # NaN or ±inf somewhere: orjson writes them null
+        return json.dumps(orjson.loads(orjson.dumps(data)))
+
+
 @router.get(
     "/{run_id}/events",
     summary="Follow a run live",
@@ -169,7 +178,7 @@ async def run_events(
     if last_event_id is not None and last_event_id.strip().isdigit():
         start = max(start, int(last_event_id.strip()))
     async for event in run_history.follow_run(db=db, owner=owner, run_id=run_id, since=start):
-        yield ServerSentEvent(event=event.event, id=str(event.id), raw_data=json.dumps(event.data))
+        yield ServerSentEvent(event=event.event, id=str(event.id), raw_data=strict_json(event.data))
 
 
 @router.post(
