@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import OwnerDep
@@ -17,7 +18,15 @@ from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyR
 from app.core.ids import ID_PATTERN
 from app.db.models import RunStatus
 from app.schemas.common import Page, problems
-from app.schemas.runs import TOUR_RUN_NAME, ModelRead, RunCreate, RunHistory, RunRead, run_read
+from app.schemas.runs import (
+    TOUR_RUN_NAME,
+    ModelRead,
+    RunCreate,
+    RunHistory,
+    RunRead,
+    model_json,
+    run_read,
+)
 from app.services import run_history
 from app.services import runs as service
 
@@ -194,15 +203,22 @@ async def cancel_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> RunRead
 
 
 @router.get(
-    "/{run_id}/model", summary="A run's weights", responses=problems(NotFound, RunHasNoModel)
+    "/{run_id}/model",
+    summary="A run's weights",
+    response_model=ModelRead,
+    responses=problems(NotFound, RunHasNoModel),
 )
-async def get_model(run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> ModelRead:
+async def get_model(
+    run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep
+) -> StreamingResponse:
     """W1, b1, W2, b2 in the standardized feature space, with the standardization
     and classes; 409 while the run has no weights."""
     model = await asyncio.to_thread(
         service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
     )
-    return ModelRead.of(run_id, model)
+    # ModelRead's JSON written in pieces in a worker thread (Starlette iterates a
+    # plain iterator there): tens of MiB for a large model, never whole in memory
+    return StreamingResponse(model_json(run_id, model), media_type="application/json")
 
 
 @router.get(
@@ -224,7 +240,7 @@ async def get_model_npz(
         service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
     )
     return Response(
-        model.to_bytes(),
+        await asyncio.to_thread(model.to_bytes),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{run_id}.npz"'},
     )

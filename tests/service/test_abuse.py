@@ -3,6 +3,7 @@ slow clients. Memory is read from /proc (VmHWM, the peak RSS)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,8 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 
+from app.nn import Model
+from app.schemas.runs import ModelRead
 from tests.helpers import TWOLAYER, start_serve
 from tests.service.test_security import peak_rss_kib
 
@@ -221,3 +224,29 @@ def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
+
+
+def test_a_large_model_is_streamed_while_health_answers(
+    secured_server: tuple[subprocess.Popen[bytes], str, str],
+) -> None:
+    """A 4096-hidden × 1000-feature model is ~80 MiB of JSON: it used to be built
+    whole on the event loop (/health stalled ~1 s); now it is written in pieces
+    in a worker thread, the same JSON byte for byte."""
+    server, base, key = secured_server
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
+        client.timeout = httpx.Timeout(120)
+        run_id = trained_run(client, 1000, hidden_units=4096)
+        npz = client.get(f"/runs/{run_id}/model.npz").content
+        before = reset_peak(server.pid)
+        with HealthProbe(base) as probe:
+            response = client.get(f"/runs/{run_id}/model")
+        grown_mib = (peak_rss_kib(server.pid) - before) / 1024
+    size_mib = len(response.content) / MiB
+    print(f"{size_mib:.0f} MiB of JSON: peak RSS growth {grown_mib:.0f} MiB, ", end="")
+    print(f"slowest /health {probe.slowest:.3f} s")
+    assert response.status_code == 200
+    expected = ModelRead.of(run_id, Model.from_bytes(npz)).model_dump_json().encode()
+    assert response.content == expected
+    assert len(json.loads(response.content)["W1"]) == 4096
+    assert probe.slowest < 1
+    assert grown_mib < size_mib
