@@ -11,13 +11,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from app.api import predict as predict_api
 from app.nn import Model
+from app.schemas.predict import parse_large
 from app.schemas.runs import ModelRead
 from tests.helpers import TWOLAYER, start_serve
 from tests.service.test_security import peak_rss_kib
@@ -250,3 +255,36 @@ def test_a_large_model_is_streamed_while_health_answers(
     assert len(json.loads(response.content)["W1"]) == 4096
     assert probe.slowest < 1
     assert grown_mib < size_mib
+
+
+def test_at_most_two_large_bodies_are_decoded_at_once(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six large bodies at once: two are read, decoded and predicted at a time, so
+    N clients cannot multiply the memory of a large body by N."""
+    active, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_decode(model: Any, body: bytearray) -> Any:
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        time.sleep(0.3)
+        try:
+            return parse_large(model, body)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(predict_api, "parse_large", slow_decode)
+    rows = [[0.5] * 10] * 10_000  # ~500 KiB, over LARGE_BODY_BYTES
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(
+                lambda _: api.post("/predict", json={"run_id": "nope", "instances": rows}),
+                range(6),
+            )
+        )
+    assert [a.status_code for a in answers] == [404] * 6
+    assert most == predict_api.LARGE_BODY_SLOTS == 2
