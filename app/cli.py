@@ -18,6 +18,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 def serve(host: str, port: int) -> None:
     import uvicorn
 
+    from app.api.timeouts import header_timeout_protocol
     from app.db.migrate import upgrade
 
     settings = get_settings()
@@ -37,6 +38,7 @@ def serve(host: str, port: int) -> None:
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        http=header_timeout_protocol(settings.header_timeout_seconds),
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 import app as package
 from app.api import datasets, docs, health, predict, runs
-from app.api.auth import KeyCache
+from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.openapi import build_openapi, operation_id
 from app.api.problems import add_problem_handlers
@@ -66,7 +66,12 @@ def create_app(
         generate_unique_id_function=operation_id,
     )
     add_problem_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        idle_seconds=settings.body_timeout_seconds,
+    )
+    app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     app.router.routes.extend(predict.routes)  # first: routes match in order
     for router in (health.router, runs.router, datasets.router, docs.router):
         app.include_router(router)

@@ -1,5 +1,10 @@
 """Who is asking: the owner behind `Authorization: Bearer KEY`, or "local" when auth is off.
 
+`AuthGate` decides it for every request before any byte of the body is read
+(an unauthenticated 60 MiB body is refused at its headers); the routes read
+the owner it found (`owner_of`). `/health`, `/ready`, the docs pages, the
+OpenAPI document and their assets (`OPEN_PATHS`, `OPEN_PREFIXES`) need no key.
+
 Verified keys are remembered for `key_cache_seconds` (by their hash, never in
 clear), so a request does not hit the database to authenticate; a revoked
 key stops working within that time.
@@ -10,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.problems import on_domain_error
 from app.core.errors import Unauthorized
 from app.db.models import OWNER_LOCAL
 from app.services.keys import authenticate
@@ -38,12 +46,16 @@ class KeyCache:
         self._owners[digest] = (owner, time.monotonic() + ttl)
 
 
-async def owner_of(request: Request) -> str:
-    """The request's owner, or Unauthorized (401). Called by the plain routes too."""
-    state = request.app.state
+OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/redoc", "/openapi.json"})
+OPEN_PREFIXES = ("/static/",)
+_OWNER = "owner"  # where AuthGate leaves the owner, in the request's state
+
+
+async def authenticate_headers(state: Any, headers: Headers) -> str:
+    """The owner of the key in `headers`, or Unauthorized (401)."""
     if state.settings.auth == "off":
         return OWNER_LOCAL
-    header = request.headers.get("authorization", "")
+    header = headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
@@ -57,6 +69,38 @@ async def owner_of(request: Request) -> str:
             raise Unauthorized("the API key is not valid, or was revoked")
         cache.put(digest, owner, state.settings.key_cache_seconds)
     return owner
+
+
+class AuthGate:
+    """Authenticates every request but the open ones from its headers alone,
+    before the app (and so before anything reads the body): a request without a
+    valid key is answered 401 with its body never read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        try:
+            owner = await authenticate_headers(scope["app"].state, Headers(scope=scope))
+        except Unauthorized as exc:
+            response = await on_domain_error(Request(scope), exc)
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_OWNER] = owner
+        await self.app(scope, receive, send)
+
+
+async def owner_of(request: Request) -> str:
+    """The request's owner, as AuthGate found it (or Unauthorized, 401, when the
+    app runs without the gate). Called by the plain routes too."""
+    owner: str | None = request.scope.get("state", {}).get(_OWNER)
+    if owner is not None:
+        return owner
+    return await authenticate_headers(request.app.state, request.headers)
 
 
 async def get_owner(

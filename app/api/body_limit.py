@@ -1,23 +1,29 @@
-"""The request body limit, enforced before and while the body is read."""
+"""The request body's limits, enforced before and while it is read: its size, and
+how long it may pause."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import problem_response
-from app.core.errors import TooLarge
+from app.core.errors import DomainError, RequestTimeout, TooLarge
 
 
 class BodyLimit:
     """413 for a body over `max_bytes`: refused up front when Content-Length says
-    so, and counted while streaming otherwise (chunked or lying bodies)."""
+    so, and counted while streaming otherwise (chunked or lying bodies). 408 (and
+    the connection closed) for a body that pauses longer than `idle_seconds`
+    between two pieces; once the body is complete, nothing is timed (a stream's
+    wait for the client to disconnect is not a body)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, idle_seconds: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_seconds = idle_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,40 +49,58 @@ class BodyLimit:
                     await response(scope, receive, send)
                     return
         received = 0
-        exceeded = False
+        complete = False
+        refused: DomainError | None = None
         answered = False
 
-        async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
+        async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+            assert refused is not None
             response = problem_response(
-                413,
-                "Content too large",
-                f"the request body is larger than the limit of {limit} bytes",
-                type_="/problems/too-large",
+                refused.status,
+                refused.title,
+                refused.detail,
+                type_=refused.type,
+                headers=refused.headers,
             )
             await response(scope, receive, send)
 
         async def limited() -> MutableMapping[str, Any]:
-            nonlocal received, exceeded
-            message = await receive()
+            nonlocal received, complete, refused
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.idle_seconds):
+                    message = await receive()
+            except TimeoutError:
+                refused = RequestTimeout(
+                    f"the request body paused for longer than {self.idle_seconds:g} s"
+                )
+                raise refused from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
-                    exceeded = True
-                    raise TooLarge(f"the request body is larger than the limit of {limit} bytes")
+                    refused = TooLarge(
+                        f"the request body is larger than the limit of {limit} bytes"
+                    )
+                    raise refused
+            else:
+                complete = True
             return message
 
         async def guarded(message: MutableMapping[str, Any]) -> None:
             # Whatever the app answers to a body it could not finish reading
-            # (FastAPI turns the error into a 400), the client gets the 413.
+            # (FastAPI turns the error into a 400), the client gets the 413 or 408.
             nonlocal answered
-            if not exceeded:
+            if refused is None:
                 await send(message)
             elif not answered:
                 answered = True
-                await too_large(scope, receive, send)
+                await refuse(scope, receive, send)
 
         try:
             await self.app(scope, limited, guarded)
-        except TooLarge:
+        except (TooLarge, RequestTimeout):
             if not answered:
-                await too_large(scope, receive, send)
+                answered = True
+                await refuse(scope, receive, send)

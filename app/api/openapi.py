@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from app.core.errors import TooLarge, Unauthorized
+from app.core.errors import RequestTimeout, TooLarge, Unauthorized
 from app.core.settings import Settings
 from app.schemas.common import Problem, add_example, problem_answer, problem_example
 
@@ -123,7 +123,7 @@ def _rename_schemas(spec: dict[str, Any], names: dict[str, str]) -> None:
 
 def _document_problems(spec: dict[str, Any]) -> None:
     """Every error answer is problem+json: add those every operation of its kind
-    can give (401 when secured; 400, 413 and 422 with a body; 422 with query
+    can give (401 when secured; 400, 408, 413 and 422 with a body; 422 with query
     parameters) to the ones its route declared, examples merged."""
     spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
         Problem.model_json_schema()
@@ -131,6 +131,7 @@ def _document_problems(spec: dict[str, Any]) -> None:
     generic = {
         400: MALFORMED,
         401: problem_example(Unauthorized),
+        408: problem_example(RequestTimeout),
         413: problem_example(TooLarge),
         422: VALIDATION,
     }
@@ -144,7 +145,7 @@ def _document_problems(spec: dict[str, Any]) -> None:
             if operation.get("security"):
                 statuses.add(401)
             if "requestBody" in operation:
-                statuses |= {400, 413, 422}
+                statuses |= {400, 408, 413, 422}
             if any(p.get("in") in ("query", "header") for p in operation.get("parameters", ())):
                 statuses.add(422)
             for status in sorted(statuses):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import OwnerDep
@@ -16,7 +18,15 @@ from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyR
 from app.core.ids import ID_PATTERN
 from app.db.models import RunStatus
 from app.schemas.common import Page, problems
-from app.schemas.runs import TOUR_RUN_NAME, ModelRead, RunCreate, RunHistory, RunRead, run_read
+from app.schemas.runs import (
+    TOUR_RUN_NAME,
+    ModelRead,
+    RunCreate,
+    RunHistory,
+    RunRead,
+    model_json,
+    run_read,
+)
 from app.services import run_history
 from app.services import runs as service
 
@@ -146,6 +156,14 @@ async def existing_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> str:
     return run_id
 
 
+def strict_json(data: dict[str, Any]) -> str:
+    """`data` as JSON, strict as every answer: a non-finite figure is null."""
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError:  # NaN or ±inf somewhere: orjson writes them null
+        return json.dumps(orjson.loads(orjson.dumps(data)))
+
+
 @router.get(
     "/{run_id}/events",
     summary="Follow a run live",
@@ -169,7 +187,7 @@ async def run_events(
     if last_event_id is not None and last_event_id.strip().isdigit():
         start = max(start, int(last_event_id.strip()))
     async for event in run_history.follow_run(db=db, owner=owner, run_id=run_id, since=start):
-        yield ServerSentEvent(event=event.event, id=str(event.id), raw_data=json.dumps(event.data))
+        yield ServerSentEvent(event=event.event, id=str(event.id), raw_data=strict_json(event.data))
 
 
 @router.post(
@@ -185,15 +203,22 @@ async def cancel_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> RunRead
 
 
 @router.get(
-    "/{run_id}/model", summary="A run's weights", responses=problems(NotFound, RunHasNoModel)
+    "/{run_id}/model",
+    summary="A run's weights",
+    response_model=ModelRead,
+    responses=problems(NotFound, RunHasNoModel),
 )
-async def get_model(run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> ModelRead:
+async def get_model(
+    run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep
+) -> StreamingResponse:
     """W1, b1, W2, b2 in the standardized feature space, with the standardization
     and classes; 409 while the run has no weights."""
     model = await asyncio.to_thread(
         service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
     )
-    return ModelRead.of(run_id, model)
+    # ModelRead's JSON written in pieces in a worker thread (Starlette iterates a
+    # plain iterator there): tens of MiB for a large model, never whole in memory
+    return StreamingResponse(model_json(run_id, model), media_type="application/json")
 
 
 @router.get(
@@ -215,7 +240,7 @@ async def get_model_npz(
         service.get_model, db=db, cache=cache, owner=owner, run_id=run_id
     )
     return Response(
-        model.to_bytes(),
+        await asyncio.to_thread(model.to_bytes),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{run_id}.npz"'},
     )

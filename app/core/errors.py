@@ -71,3 +71,11 @@ class Invalid(DomainError):
 class TooLarge(DomainError):
     status, title, type = 413, "Content too large", "/problems/too-large"
     example = "the request body is larger than the limit of 67108864 bytes"
+
+
+class RequestTimeout(DomainError):
+    status, title, type = 408, "Request timeout", "/problems/request-timeout"
+    example = "the request body paused for longer than 30 s"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Connection": "close"})

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # samples × features × hidden units × epochs for one run
     max_work: int = Field(2 * 10**13, ge=1)
     max_predict_instances: int = Field(100_000, ge=1)
+    # slow clients: a request's headers must arrive within this time of its first
+    # byte (of the connection, for the first request), and its body may pause at
+    # most this long between two pieces (408 past either)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_timeout_seconds: float = Field(30.0, gt=0)
 
     # the run lifecycle
     lease_seconds: float = Field(30.0, gt=0)

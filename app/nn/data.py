@@ -19,7 +19,14 @@ def augmented_rows(X: Array, standardization: Standardization | None, dtype: np.
     """
     n_x, m = X.shape
     XTa = np.empty((m, n_x + 1), dtype)
-    XTa[:, :n_x] = (standardization.transform(X) if standardization else X).T
+    if standardization is not None and X.dtype == dtype == standardization.mean.dtype:
+        # the same (X - mean) / scale, in place: no (n_x, m) temporary
+        rows = XTa[:, :n_x]
+        rows[...] = X.T
+        rows -= standardization.mean.T
+        rows /= standardization.scale.T
+    else:
+        XTa[:, :n_x] = (standardization.transform(X) if standardization else X).T
     XTa[:, n_x] = 1
     return XTa
 

@@ -7,6 +7,17 @@ The model file (`to_bytes`, served as `GET /runs/{id}/model.npz`) is an
     mean, scale (n_x, 1)                                  only when standardized
     __meta__  a JSON string: {"format": "twolayer.model/1", "activation": "relu"|"tanh",
               "classes": [negative, positive]}  (the classes keep their JSON types)
+
+ŷ is finite, in [0, 1], for every finite input. A column whose forward pass
+overflows (|x| near 1e308, or a tiny scale) is computed again scaled by an
+exact power of two s = 2^k, chosen from the exponents of x, mean, scale and
+the weights so that nothing overflows: with x' = x/s, mean/s and biases b/s,
+
+    Z1' = W1·((x' - mean/s) / scale) + b1/s = Z1 / s
+    relu:  Z2 = s·(W2·relu(Z1') + b2/s)        (relu is positively homogeneous)
+    tanh:  Z2 = W2·tanh(s·Z1') + b2            (tanh(±inf) = ±1)
+
+and σ(±inf) is exactly 0 or 1. Every other column is the plain pass, unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from app.nn.data import augmented_rows
+from app.nn.network import sigmoid
 from app.nn.params import Activation, Array, Parameters
 from app.nn.preprocessing import Label, Standardization, check_features
 from app.nn.rules import Rule
@@ -58,8 +70,48 @@ class Model:
         return self.params.n_h
 
     def predict_proba(self, X: Any) -> Array:
-        """ŷ = σ(Z2) (1, m) for raw features X (n_x, m); standardization applied."""
+        """ŷ = σ(Z2) (1, m) for raw features X (n_x, m); standardization applied.
+        Finite, in [0, 1], for any finite X (the module's docstring)."""
         X = check_features(X, n_x=self.n_features)
+        with np.errstate(over="ignore", invalid="ignore"):
+            A2 = self._plain_proba(X)
+            overflowed = ~np.isfinite(A2[0])
+            if overflowed.any():
+                A2[:, overflowed] = self._scaled_proba(X[:, overflowed])
+        return A2
+
+    def _scaled_proba(self, X: Array) -> Array:
+        """ŷ (1, m) for columns X (n_x, m) whose plain pass overflows, each scaled by
+        its own s = 2^k (the module's docstring)."""
+        P, st = self.params, self.standardization
+        dtype = P.theta.dtype
+        _, e_x = np.frexp(X)  # |x| < 2^e_x
+        if st is None:
+            e_u = e_x.max(axis=0)  # |u| < 2^e_u per column, u the layer's input
+        else:  # |x - mean| / scale < 2^(max(e_x, e_mean) + 1 - (e_scale - 1))
+            _, e_mean = np.frexp(st.mean)
+            _, e_scale = np.frexp(st.scale)
+            e_u = (np.maximum(e_x, e_mean) + 2 - e_scale).max(axis=0)
+        # |Z1'| <= max_i Σ_j |W1_ij|·|u'_j| + |b1|, |Z2'| <= Σ |W2|·max|Z1'| + |b2|
+        W1_sum = float(np.abs(P.W1).astype(np.float64).sum(axis=1).max())
+        W2_sum = float(np.abs(P.W2).astype(np.float64).sum())
+        e_W = int(np.frexp(W1_sum)[1]) + int(np.frexp(W2_sum)[1])
+        room = np.finfo(dtype).maxexp - 8  # below the largest exponent, for the sums
+        k = np.maximum(e_u + max(e_W, 0) - room, 0)  # (m,): s = 2^k
+        U = np.ldexp(X, -k)
+        if st is not None:
+            U -= np.ldexp(st.mean, -k)
+            U /= st.scale
+        Z1 = P.W1 @ U.astype(dtype) + np.ldexp(P.b1, -k)  # Z1' = Z1 / s
+        if self.activation == "relu":
+            np.maximum(Z1, 0, out=Z1)
+            Z2 = np.ldexp(P.W2 @ Z1 + np.ldexp(P.b2, -k), k)  # s·Z2', ±inf past the range
+        else:
+            Z2 = P.W2 @ np.tanh(np.ldexp(Z1, k)) + P.b2
+        return sigmoid(Z2.astype(dtype))
+
+    def _plain_proba(self, X: Array) -> Array:
+        """The forward pass as trained, on the fast path's buffers."""
         m = X.shape[1]
         if m > SMALL_BATCH:
             Xa = augmented_rows(X, self.standardization, self.params.theta.dtype).T

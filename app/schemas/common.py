@@ -5,7 +5,7 @@ in the JSON Schema."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
@@ -155,15 +155,20 @@ def limits(**keywords: int | Callable[[Settings], int]) -> Callable[[dict[str, A
 
 def check_rows(rows: list[list[float]], *, name: str, n_features: int | None = None) -> int:
     """The common width of `rows`, or ValueError naming the first ragged row."""
-    if not rows:
+    return check_widths([len(row) for row in rows], name=name, n_features=n_features)
+
+
+def check_widths(widths: Sequence[int], *, name: str, n_features: int | None = None) -> int:
+    """`check_rows` on the rows' lengths alone (for rows already decoded into an array)."""
+    if not widths:
         raise ValueError(f"{name} must hold at least one row")
-    width = len(rows[0]) if n_features is None else n_features
+    width = widths[0] if n_features is None else n_features
     if width == 0:
         raise ValueError(f"{name} rows must not be empty")
-    for i, row in enumerate(rows):
-        if len(row) != width:
+    for i, length in enumerate(widths):
+        if length != width:
             raise ValueError(
-                f"{name} must be rectangular: row {i} has {len(row)} numbers, expected {width}"
+                f"{name} must be rectangular: row {i} has {length} numbers, expected {width}"
             )
     return width
 

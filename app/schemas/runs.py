@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from app.core.ids import sample_dataset_id
@@ -274,6 +276,39 @@ class ModelRead(BaseModel):
             W2=P.W2.tolist(),
             b2=P.b2.tolist(),
         )
+
+
+# about this many numbers of W1 per piece of model_json: ~1 MiB of JSON
+PIECE_NUMBERS = 1 << 16
+
+
+def model_json(run_id: str, model: Model) -> Iterator[bytes]:
+    """ModelRead.of(run_id, model) as JSON, byte for byte what Pydantic writes, in
+    pieces of about 1 MiB: W1 a block of rows at a time, never whole in memory
+    as text or as Python floats. (orjson writes a float64 as Pydantic does; a
+    float32 weight is written as its exact float64 value, as .tolist() gives.)"""
+    P, s = model.params, model.standardization
+    head = {
+        "run_id": run_id,
+        "n_features": model.n_features,
+        "hidden_units": model.hidden_units,
+        "hidden_activation": model.activation,
+        "classes": list(model.classes),
+        "standardization": None
+        if s is None
+        else {"mean": s.mean.ravel().tolist(), "scale": s.scale.ravel().tolist()},
+    }
+    yield orjson.dumps(head)[:-1] + b',"W1":['
+    block = max(1, PIECE_NUMBERS // max(model.n_features, 1))
+    for start in range(0, model.hidden_units, block):
+        rows = _numbers(P.W1[start : start + block])[1:-1]
+        yield rows if start == 0 else b"," + rows
+    yield b'],"b1":' + _numbers(P.b1) + b',"W2":' + _numbers(P.W2)
+    yield b',"b2":' + _numbers(P.b2) + b"}"
+
+
+def _numbers(array: np.ndarray) -> bytes:
+    return orjson.dumps(array.astype(np.float64), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def run_read(view: RunView) -> RunRead:

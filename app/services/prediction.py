@@ -26,10 +26,8 @@ class Prediction:
     labels: list[Label]
 
 
-def _forward(
-    model: Model, run_id: str, instances: list[list[float]], threshold: float
-) -> Prediction:
-    X = np.asarray(instances, dtype=np.float64)
+def _forward(model: Model, run_id: str, instances: np.ndarray, threshold: float) -> Prediction:
+    X = instances
     if X.shape[1] != model.n_features:
         raise Invalid(
             f"instances have {X.shape[1]} features, the model of run {run_id} "
@@ -50,10 +48,11 @@ async def predict(
     owner: str,
     run_id: str | None,
     run_name: str | None = None,
-    instances: list[list[float]],
+    instances: np.ndarray,
     threshold: float,
 ) -> Prediction:
-    """ŷ and labels from the run given by id, or by name (the owner's newest run of it)."""
+    """ŷ and labels for `instances` (m, n_features) float64, from the run given by id,
+    or by name (the owner's newest run of it)."""
     if run_id is None:
         assert run_name is not None  # the request schema asks for exactly one
         run_id = await asyncio.to_thread(find_run, db=db, owner=owner, name=run_name)

@@ -1,0 +1,86 @@
+"""ŷ is finite and in [0, 1] for every finite input, and unchanged where the plain
+forward pass is finite (Hypothesis: ±1e308, subnormals, 0, ...)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from app.nn import Model
+from app.nn.network import forward
+from app.nn.params import Parameters
+from app.nn.preprocessing import Standardization
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+weights = st.floats(-10, 10, allow_nan=False)
+
+
+@st.composite
+def models_and_inputs(draw: st.DrawFn) -> tuple[Model, np.ndarray]:
+    n_x = draw(st.integers(1, 3))
+    n_h = draw(st.integers(1, 4))
+    m = draw(st.integers(1, 6))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+
+    def array(shape: tuple[int, ...], elements: st.SearchStrategy[float]) -> np.ndarray:
+        return draw(hnp.arrays(np.float64, shape, elements=elements))
+
+    params = Parameters.from_arrays(
+        array((n_h, n_x), weights),
+        array((n_h, 1), weights),
+        array((1, n_h), weights),
+        array((1, 1), weights),
+        dtype=dtype,
+    )
+    standardization = None
+    if draw(st.booleans()):
+        standardization = Standardization(
+            mean=array((n_x, 1), st.floats(-1e6, 1e6)),
+            scale=array((n_x, 1), st.floats(1e-6, 1e6)),
+        )
+    model = Model(
+        params=params,
+        activation=draw(st.sampled_from(["relu", "tanh"])),
+        classes=(0, 1),
+        standardization=standardization,
+    )
+    extreme = st.sampled_from([1e308, -1e308, 1.7976931348623157e308, 5e-324, -0.0, 0.0])
+    X = array((n_x, m), st.one_of(finite, extreme))
+    return model, X
+
+
+@settings(max_examples=400, deadline=None)
+@given(models_and_inputs())
+def test_probabilities_are_finite_and_plain_where_the_plain_pass_is(
+    case: tuple[Model, np.ndarray],
+) -> None:
+    model, X = case
+    A2 = model.predict_proba(X)
+    assert A2.shape == (1, X.shape[1])
+    assert np.isfinite(A2).all(), (A2, X)
+    assert ((A2 >= 0) & (A2 <= 1)).all(), A2
+    P, s = model.params, model.standardization
+    with np.errstate(all="ignore"):
+        Xs = X if s is None else s.transform(X)
+        plain = forward(P, Xs.astype(P.theta.dtype), model.activation).A2
+    finite_plain = np.isfinite(plain)
+    tolerance = 1e-12 if P.theta.dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(
+        A2[finite_plain], plain[finite_plain], rtol=tolerance, atol=tolerance
+    )
+
+
+def test_extreme_rows_have_the_limits_of_the_ordinary_ones() -> None:
+    """relu is positively homogeneous: ŷ(s·x) tends to σ(±inf) as s grows, and at
+    ±1e308 the answer is that limit, 0 or 1, not NaN."""
+    params = Parameters.from_arrays(
+        np.array([[1.0], [-1.0]]),
+        np.array([[0.5], [0.5]]),
+        np.array([[2.0, -3.0]]),
+        np.array([[0.1]]),
+    )
+    model = Model(params=params, activation="relu", classes=(0, 1), standardization=None)
+    A2 = model.predict_proba(np.array([[1e308, -1e308, 1e300, -1e300, 0.0]]))
+    assert A2.tolist() == [[1.0, 0.0, 1.0, 0.0, model.predict_proba(np.zeros((1, 1)))[0, 0]]]
