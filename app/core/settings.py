@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     sweep_interval_seconds: float = Field(2.0, gt=0)
     redeliver_after_seconds: float = Field(60.0, gt=0)
+    # finished runs' weights kept for /predict: at most this many models and
+    # this many bytes of their arrays (least recently used out)
     model_cache_size: int = Field(256, ge=1)
+    model_cache_bytes: int = Field(256 * MiB, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
