@@ -10,7 +10,8 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 from app.api.auth import OwnerDep
 from app.api.deps import DatabaseDep, Limit, Offset, SettingsDep
 from app.core.errors import DatasetInUse, Invalid, NotFound, TooLarge
-from app.schemas.common import NO_NUL, Page, problems
+from app.core.text import NAME_MAX, NO_NUL
+from app.schemas.common import Page, problems
 from app.schemas.datasets import DatasetCreate, DatasetRead, SampleDatasetCreate
 from app.services import datasets as service
 
@@ -50,13 +51,14 @@ async def upload_csv(
         File(description="a CSV file with a header row: comma, semicolon or tab separated"),
     ],
     name: Annotated[
-        str, Form(min_length=1, max_length=200, pattern=NO_NUL, description="a name for people")
+        str,
+        Form(min_length=1, max_length=NAME_MAX, pattern=NO_NUL, description="a name for people"),
     ],
     label_column: Annotated[
         str | None,
         Form(
             description="the label column's name; default: the last column",
-            max_length=200,
+            max_length=NAME_MAX,
             pattern=NO_NUL,
         ),
     ] = None,

@@ -11,7 +11,15 @@ from app.core.settings import Settings, get_settings
 from app.db.models import OWNER_LOCAL, RunStatus
 from app.nn import Metrics, Model
 from app.nn.hyperparameters import DEFAULTS, RULES, early_stopping_problem
-from app.schemas.common import Id, Label, Name, Schema, exactly_one, limits, rule_field
+from app.schemas.common import (
+    Id,
+    Name,
+    Schema,
+    StoredLabel,
+    exactly_one,
+    limits,
+    rule_field,
+)
 from app.services.datasets import sample_name
 from app.services.run_history import eta_seconds
 from app.services.runs import RunView
@@ -248,7 +256,7 @@ class ModelRead(BaseModel):
     n_features: int = Field(description="n_x")
     hidden_units: int = Field(description="n_h")
     hidden_activation: str = Field(description="relu or tanh")
-    classes: list[Label] = Field(description="[negative, positive]: the dataset's own values")
+    classes: list[StoredLabel] = Field(description="[negative, positive]: the dataset's own values")
     standardization: StandardizationRead | None = Field(
         description="apply it to raw features first; null if the run did not standardize"
     )
