@@ -89,7 +89,8 @@ async def create_sample(
     body: SampleDatasetCreate, db: DatabaseDep, owner: OwnerDep, response: Response
 ) -> DatasetRead:
     """A generated two-class dataset (moons, circles, xor, spiral, blobs). Its id
-    follows from the parameters: asking again returns the same dataset (200)."""
+    follows from the parameters (and a key the server keeps secret): asking again
+    returns the same dataset (200)."""
     dataset, created = await asyncio.to_thread(
         service.create_sample_dataset,
         db=db,

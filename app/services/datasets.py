@@ -19,7 +19,7 @@ from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.core.text import LABEL_MAX, NAME_MAX, text_problem
 from app.db.arrays import dataset_blob
-from app.db.models import Dataset, Run
+from app.db.models import SAMPLE_ID_KEY, Dataset, Run, ServerSecret
 from app.db.session import Database
 from app.nn import check_labels, encode_labels, make_samples
 from app.nn.preprocessing import Label
@@ -125,9 +125,14 @@ def create_sample_dataset(
     name: str | None,
 ) -> tuple[Dataset, bool]:
     """The generated dataset and whether it was created now: the same parameters
-    always give the same dataset and id, so asking again returns the existing one."""
-    dataset_id = sample_dataset_id(owner, kind, n_samples, noise, seed)
+    always give the same dataset and id, so asking again returns the existing one.
+    The id is derived with this database's secret key: nobody can compute it."""
     with db.read() as session:
+        secret = session.get(ServerSecret, SAMPLE_ID_KEY)
+        if secret is None:  # every migrated database has it (alembic 0005)
+            raise RuntimeError("the database has no sample-id key: run `twolayer migrate`")
+        key = bytes.fromhex(secret.value)
+        dataset_id = sample_dataset_id(key, owner, kind, n_samples, noise, seed)
         existing = session.get(Dataset, dataset_id)
         if existing is not None:
             return existing, False
