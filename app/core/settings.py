@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # samples × features × hidden units × epochs for one run
     max_work: int = Field(2 * 10**13, ge=1)
     max_predict_instances: int = Field(100_000, ge=1)
+    # the bytes one run may store at once (its checkpoint, then its model): 422
+    max_run_stored_bytes: int = Field(256 * MiB, ge=1)
+    # datasets' blobs + models + the bound of every active run, per owner: 413
+    max_stored_bytes_per_owner: int = Field(4096 * MiB, ge=1)
 
     # the run lifecycle
     lease_seconds: float = Field(30.0, gt=0)

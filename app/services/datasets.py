@@ -25,11 +25,13 @@ from app.nn import check_labels, encode_labels, make_samples
 from app.nn.preprocessing import Label
 from app.nn.samples import SampleKind
 from app.services.ownership import newest_named, owned
+from app.services.storage import check_budget, lock_owner
 
 
 def _store(
     *,
     db: Database,
+    settings: Settings,
     owner: str,
     dataset_id: str | None = None,
     name: str,
@@ -51,6 +53,7 @@ def _store(
     digest.update(X.tobytes())
     digest.update(codes.tobytes())
     n = int(codes.sum())
+    blob = dataset_blob(X, codes)
     dataset = Dataset(
         id=dataset_id or new_id(),
         owner=owner,
@@ -61,9 +64,13 @@ def _store(
         classes=list(classes),
         class_counts=[codes.size - n, n],
         sha256=digest.hexdigest(),
-        data=dataset_blob(X, codes),
+        data=blob,
     )
     with db.write() as session:
+        lock_owner(session, owner)  # two creations at once cannot both pass the budget
+        check_budget(
+            session, owner=owner, adding=len(blob), budget=settings.max_stored_bytes_per_owner
+        )
         session.add(dataset)
     return dataset
 
@@ -88,6 +95,7 @@ def _check_text(*, name: str, feature_names: list[str] | None, labels: Sequence[
 def create_dataset(
     *,
     db: Database,
+    settings: Settings,
     owner: str,
     name: str,
     features: list[list[float]],
@@ -96,6 +104,7 @@ def create_dataset(
 ) -> Dataset:
     return _store(
         db=db,
+        settings=settings,
         owner=owner,
         name=name,
         X=np.asarray(features, np.float64),
@@ -117,6 +126,7 @@ def find_dataset(*, db: Database, owner: str, name: str) -> str:
 def create_sample_dataset(
     *,
     db: Database,
+    settings: Settings,
     owner: str,
     kind: SampleKind,
     n_samples: int,
@@ -140,6 +150,7 @@ def create_sample_dataset(
     labels = [int(v) for v in Y.ravel()]
     dataset = _store(
         db=db,
+        settings=settings,
         owner=owner,
         dataset_id=dataset_id,
         name=name or sample_name(kind, n_samples, noise, seed),
@@ -265,6 +276,7 @@ def _read_csv(
         raise Invalid(f"label column {label_name!r}: {exc}") from None
     return _store(
         db=db,
+        settings=settings,
         owner=owner,
         name=name,
         X=np.asarray(rows),
