@@ -38,7 +38,9 @@ def _store(
     X: np.ndarray,
     labels: Sequence[Label],
     feature_names: list[str] | None,
-) -> Dataset:
+) -> tuple[Dataset, bool]:
+    """Check everything, then write the dataset; with a `dataset_id` (a sample's)
+    that a concurrent request wrote first, that one is returned (created False)."""
     _check_text(name=name, feature_names=feature_names, labels=labels)
     try:
         Y, classes = encode_labels(labels)
@@ -68,11 +70,13 @@ def _store(
     )
     with db.write() as session:
         lock_owner(session, owner)  # two creations at once cannot both pass the budget
+        if dataset_id is not None and (made := session.get(Dataset, dataset_id)) is not None:
+            return made, False  # the same sample, made meanwhile (same owner: serialised)
         check_budget(
             session, owner=owner, adding=len(blob), budget=settings.max_stored_bytes_per_owner
         )
         session.add(dataset)
-    return dataset
+    return dataset, True
 
 
 def _check_text(*, name: str, feature_names: list[str] | None, labels: Sequence[Label]) -> None:
@@ -110,7 +114,7 @@ def create_dataset(
         X=np.asarray(features, np.float64),
         labels=labels,
         feature_names=feature_names,
-    )
+    )[0]
 
 
 def sample_name(kind: str, n_samples: int, noise: float, seed: int) -> str:
@@ -148,7 +152,7 @@ def create_sample_dataset(
             return existing, False
     X, Y = make_samples(kind, n_samples, noise=noise, rng=np.random.default_rng(seed))
     labels = [int(v) for v in Y.ravel()]
-    dataset = _store(
+    return _store(
         db=db,
         settings=settings,
         owner=owner,
@@ -158,7 +162,6 @@ def create_sample_dataset(
         labels=labels,
         feature_names=["x0", "x1"],
     )
-    return dataset, True
 
 
 def create_dataset_from_csv(
@@ -282,7 +285,7 @@ def _read_csv(
         X=np.asarray(rows),
         labels=parsed,
         feature_names=feature_names,
-    )
+    )[0]
 
 
 SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs"}

@@ -125,3 +125,29 @@ def test_concurrent_creations_never_pass_the_budget(settings: Settings) -> None:
         assert used(db, "dave") == 4 * blob
     finally:
         db.dispose()
+
+
+def test_the_same_sample_asked_for_at_once_is_made_once(settings: Settings) -> None:
+    """Concurrent identical POST /datasets/samples: one creates it, the others
+    are given it (no primary-key clash, no 500)."""
+    db = Database(settings.database_url)
+    try:
+        start = threading.Barrier(4)
+
+        def create(_: int) -> tuple[str, bool]:
+            start.wait()
+            dataset, created = datasets.create_sample_dataset(
+                db=db, settings=settings, owner="erin", name=None, kind="moons",
+                n_samples=100, noise=0.1, seed=0,
+            )  # fmt: skip
+            return dataset.id, created
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(create, range(4)))
+        assert len({dataset_id for dataset_id, _ in outcomes}) == 1
+        assert sorted(created for _, created in outcomes) == [False, False, False, True]
+        with db.read() as session:
+            count = select(func.count()).select_from(Dataset).where(Dataset.owner == "erin")
+            assert session.scalar(count) == 1
+    finally:
+        db.dispose()
