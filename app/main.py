@@ -46,7 +46,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.db = Database(settings.database_url)
-        app.state.model_cache = ModelCache(settings.model_cache_size)
+        app.state.model_cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes)
         app.state.key_cache = KeyCache()
         app.state.executor = executor_factory(settings)
         app.state.executor.start()

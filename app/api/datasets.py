@@ -9,8 +9,9 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 
 from app.api.auth import OwnerDep
 from app.api.deps import DatabaseDep, Limit, Offset, SettingsDep
-from app.core.errors import DatasetInUse, Invalid, NotFound, TooLarge
-from app.schemas.common import NO_NUL, Page, problems
+from app.core.errors import DatasetInUse, Invalid, NotFound, StorageFull, TooLarge
+from app.core.text import NAME_MAX, NO_NUL
+from app.schemas.common import Page, problems
 from app.schemas.datasets import DatasetCreate, DatasetRead, SampleDatasetCreate
 from app.services import datasets as service
 
@@ -19,13 +20,19 @@ DatasetId = Annotated[str, Path(description="the dataset's id")]
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, summary="Store a dataset", responses=problems(Invalid)
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Store a dataset",
+    responses=problems(Invalid, StorageFull),
 )
-async def create_dataset(body: DatasetCreate, db: DatabaseDep, owner: OwnerDep) -> DatasetRead:
+async def create_dataset(
+    body: DatasetCreate, db: DatabaseDep, settings: SettingsDep, owner: OwnerDep
+) -> DatasetRead:
     """A dataset from JSON: m rows of features and m labels (any two distinct values)."""
     dataset = await asyncio.to_thread(
         service.create_dataset,
         db=db,
+        settings=settings,
         owner=owner,
         name=body.name,
         features=body.features,
@@ -39,7 +46,7 @@ async def create_dataset(body: DatasetCreate, db: DatabaseDep, owner: OwnerDep) 
     "/csv",
     status_code=status.HTTP_201_CREATED,
     summary="Upload a CSV file",
-    responses=problems(Invalid, TooLarge),
+    responses=problems(Invalid, TooLarge, StorageFull),
 )
 async def upload_csv(
     db: DatabaseDep,
@@ -50,13 +57,14 @@ async def upload_csv(
         File(description="a CSV file with a header row: comma, semicolon or tab separated"),
     ],
     name: Annotated[
-        str, Form(min_length=1, max_length=200, pattern=NO_NUL, description="a name for people")
+        str,
+        Form(min_length=1, max_length=NAME_MAX, pattern=NO_NUL, description="a name for people"),
     ],
     label_column: Annotated[
         str | None,
         Form(
             description="the label column's name; default: the last column",
-            max_length=200,
+            max_length=NAME_MAX,
             pattern=NO_NUL,
         ),
     ] = None,
@@ -81,16 +89,25 @@ async def upload_csv(
     "/samples",
     status_code=status.HTTP_201_CREATED,
     summary="Generate a sample dataset",
-    responses={200: {"description": "the same sample, made before", "model": DatasetRead}},
+    responses={
+        200: {"description": "the same sample, made before", "model": DatasetRead},
+        **problems(StorageFull),
+    },
 )
 async def create_sample(
-    body: SampleDatasetCreate, db: DatabaseDep, owner: OwnerDep, response: Response
+    body: SampleDatasetCreate,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    owner: OwnerDep,
+    response: Response,
 ) -> DatasetRead:
     """A generated two-class dataset (moons, circles, xor, spiral, blobs). Its id
-    follows from the parameters: asking again returns the same dataset (200)."""
+    follows from the parameters (and a key the server keeps secret): asking again
+    returns the same dataset (200)."""
     dataset, created = await asyncio.to_thread(
         service.create_sample_dataset,
         db=db,
+        settings=settings,
         owner=owner,
         kind=body.kind,
         n_samples=body.n_samples,

@@ -79,3 +79,14 @@ class RequestTimeout(DomainError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"Connection": "close"})
+
+
+class StorageFull(DomainError):
+    """The owner's storage budget would be exceeded: the content that would be
+    stored is too large for what is left (413); deleting datasets or runs frees it."""
+
+    status, title, type = 413, "Storage budget exceeded", "/problems/storage-full"
+    example = (
+        "this would store 31.4 MiB; 4090.2 MiB of the owner's budget of 4096.0 MiB are used "
+        "(TWOLAYER_MAX_STORED_BYTES_PER_OWNER): delete datasets or runs first"
+    )

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # most this long between two pieces (408 past either)
     header_timeout_seconds: float = Field(10.0, gt=0)
     body_timeout_seconds: float = Field(30.0, gt=0)
+    # the bytes one run may store at once (its checkpoint, then its model): 422
+    max_run_stored_bytes: int = Field(256 * MiB, ge=1)
+    # datasets' blobs + models + the bound of every active run, per owner: 413
+    max_stored_bytes_per_owner: int = Field(4096 * MiB, ge=1)
 
     # the run lifecycle
     lease_seconds: float = Field(30.0, gt=0)
@@ -55,7 +59,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     sweep_interval_seconds: float = Field(2.0, gt=0)
     redeliver_after_seconds: float = Field(60.0, gt=0)
+    # finished runs' weights kept for /predict: at most this many models and
+    # this many bytes of their arrays (least recently used out)
     model_cache_size: int = Field(256, ge=1)
+    model_cache_bytes: int = Field(256 * MiB, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

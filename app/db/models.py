@@ -1,4 +1,5 @@
-"""The tables (docs/design.md, "Storage"): dataset, run, run_epoch, model, checkpoint, api_key."""
+"""The tables (docs/design.md, "Storage"): dataset, run, run_epoch, model, checkpoint,
+api_key, server_secret."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+SAMPLE_ID_KEY = "sample_id_key"  # the HMAC key of sample datasets' ids (app.core.ids)
+
+
+class ServerSecret(Base):
+    """Secrets the server generates once, at migration, and keeps: by name, hex."""
+
+    __tablename__ = "server_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
 
 
 class Dataset(Base):

@@ -27,6 +27,26 @@ from app.nn.serialization import dump_npz, load_npz
 
 CHECKPOINT_FORMAT = "twolayer.checkpoint/1"
 
+# copies of θ each optimizer keeps in its state (app/nn/optimizers.py)
+OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "adam": 2}
+HISTORY_COLUMNS = 5  # epoch, train cost and accuracy, validation cost and accuracy
+# archive headers and the metadata JSON (hyperparameters, classes of up to 200
+# characters each, the Generator's state), NumPy storing text as UTF-32
+ARCHIVE_OVERHEAD = 64 * 1024
+
+
+def stored_bytes(n_x: int, hp: Hyperparameters) -> int:
+    """An upper bound of the bytes a run stores at any one time: its checkpoint
+    while it trains (θ, the optimizer's copies of θ, the best epoch's θ with
+    early stopping, the standardization, one history row per epoch), which
+    the final model (θ and the standardization) replaces."""
+    n_h = hp.hidden_units
+    theta = (n_h * n_x + 2 * n_h + 1) * np.dtype(hp.dtype).itemsize
+    copies = 1 + OPTIMIZER_COPIES[hp.optimizer] + (1 if hp.early_stopping else 0)
+    standardization = 2 * n_x * 8 if hp.standardize else 0
+    history = hp.epochs * HISTORY_COLUMNS * 8
+    return copies * theta + standardization + history + ARCHIVE_OVERHEAD
+
 
 class Resumable(Protocol):
     """The trainer's state that a checkpoint holds (app.nn.training.Trainer)."""

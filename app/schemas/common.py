@@ -13,18 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
 from app.core.errors import DomainError
 from app.core.ids import ID_PATTERN
 from app.core.settings import Settings, get_settings
+from app.core.text import LABEL_MAX, NAME_MAX, NO_NUL
 from app.nn import Rule
 
 T = TypeVar("T")
 
-NO_NUL = r"^[^\x00]*$"  # text columns (PostgreSQL's above all) cannot hold NUL
-
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 StrictFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+# the rules of app/core/text.py (every character but NUL, up to 200 of them)
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NO_NUL)]
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="an id given by this API")]
-TextLabel = Annotated[str, Field(max_length=200, pattern=NO_NUL)]
+TextLabel = Annotated[str, Field(max_length=LABEL_MAX, pattern=NO_NUL)]
 Label = bool | int | TextLabel  # bool first, so JSON true stays True and never becomes 1
+# in answers: what is stored is returned as it is, never checked again (a row
+# written under older rules must not make a list answer 500)
+StoredLabel = bool | int | str
 
 
 class Schema(BaseModel):

@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from app.core.settings import get_settings
 from app.nn import check_labels
 from app.nn.samples import MIN_SAMPLES, SampleKind
-from app.schemas.common import FiniteFloat, Label, Name, Schema, check_rows, limits
+from app.schemas.common import (
+    FiniteFloat,
+    Label,
+    Name,
+    Schema,
+    StoredLabel,
+    check_rows,
+    limits,
+)
 from app.schemas.runs import TOUR_DATASET_ID, TOUR_DATASET_NAME, TOUR_SAMPLE
 
 Row = Annotated[
@@ -126,7 +134,9 @@ class DatasetRead(BaseModel):
     n_samples: int = Field(description="m, rows")
     n_features: int = Field(description="n_x, columns")
     feature_names: list[str] = Field(description="one per column")
-    classes: list[Label] = Field(description="[negative, positive]: the labels' two values, sorted")
+    classes: list[StoredLabel] = Field(
+        description="[negative, positive]: the labels' two values, sorted"
+    )
     class_counts: list[int] = Field(description="samples of each class, in the order of classes")
     sha256: str = Field(description="of the data (shape, classes, features, labels)")
     created_at: datetime = Field(description="when it was stored")

@@ -24,9 +24,9 @@ from app.nn.model import DEFAULT_THRESHOLD, THRESHOLD
 from app.schemas.common import (
     FiniteFloat,
     Id,
-    Label,
     Name,
     Schema,
+    StoredLabel,
     check_widths,
     exactly_one,
     limits,
@@ -110,7 +110,7 @@ class PredictResponse(BaseModel):
 
     run_id: str = Field(description="the run whose weights answered")
     probabilities: list[float] = Field(description="ŷ = σ(Z2) for each row")
-    labels: list[Label] = Field(
+    labels: list[StoredLabel] = Field(
         description="for each row, the dataset's positive class where ŷ ≥ threshold, else "
         "the negative one"
     )

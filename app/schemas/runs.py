@@ -8,12 +8,19 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from app.core.ids import sample_dataset_id
 from app.core.settings import Settings, get_settings
-from app.db.models import OWNER_LOCAL, RunStatus
+from app.db.models import RunStatus
 from app.nn import Metrics, Model
 from app.nn.hyperparameters import DEFAULTS, RULES, early_stopping_problem
-from app.schemas.common import Id, Label, Name, Schema, exactly_one, limits, rule_field
+from app.schemas.common import (
+    Id,
+    Name,
+    Schema,
+    StoredLabel,
+    exactly_one,
+    limits,
+    rule_field,
+)
 from app.services.datasets import sample_name
 from app.services.run_history import eta_seconds
 from app.services.runs import RunView
@@ -59,13 +66,13 @@ class HyperparametersIn(_HyperparameterFields):
         return self
 
 
-# The Swagger tour (docs/design.md, "The tour"): the sample dataset's id
-# follows from its parameters, and the run's name is how the later steps
-# find the run, so every example works as it stands.
+# The Swagger tour (docs/design.md, "The tour"): the sample dataset is found
+# by its name and the run by its name, so every example works as it stands.
 TOUR_RUN_NAME = "moons-tour"
 TOUR_SAMPLE: Any = {"kind": "moons", "n_samples": 400, "noise": 0.1, "seed": 0}
 TOUR_DATASET_NAME = sample_name(**TOUR_SAMPLE)  # the sample's name when it is given none
-TOUR_DATASET_ID = sample_dataset_id(OWNER_LOCAL, **TOUR_SAMPLE)  # with auth off
+# an example only: a sample's id is derived with the server's secret key
+TOUR_DATASET_ID = "3c6e0b8a-9f1d-4c2e-8a7b-5d4f3e2a1b0c"
 TOUR_HYPERPARAMETERS: Any = {"hidden_units": 16, "epochs": 200, "learning_rate": 0.3, "seed": 0}
 EXAMPLE_RUN_ID = "9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c"
 
@@ -250,7 +257,7 @@ class ModelRead(BaseModel):
     n_features: int = Field(description="n_x")
     hidden_units: int = Field(description="n_h")
     hidden_activation: str = Field(description="relu or tanh")
-    classes: list[Label] = Field(description="[negative, positive]: the dataset's own values")
+    classes: list[StoredLabel] = Field(description="[negative, positive]: the dataset's own values")
     standardization: StandardizationRead | None = Field(
         description="apply it to raw features first; null if the run did not standardize"
     )

@@ -16,10 +16,12 @@ from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model
+from app.nn.checkpoint import stored_bytes
 from app.nn.model import check_warm_start
 from app.services.datasets import find_dataset
 from app.services.model_cache import ModelCache
 from app.services.ownership import newest_named, owned
+from app.services.storage import MiB, check_budget, lock_owner
 from app.worker.executor import Executor
 from app.worker.sweeper import deliver
 
@@ -55,6 +57,13 @@ def create_run(
                 f"this run's work, samples × features × hidden units × epochs = {work:.3g}, "
                 f"is over the limit {settings.max_work:.3g}"
             )
+        stored = stored_bytes(dataset.n_features, hp)
+        if stored > settings.max_run_stored_bytes:
+            raise Invalid(
+                f"this run would store {stored / MiB:.1f} MiB (its checkpoint: weights, "
+                f"optimizer state and history), over the limit of "
+                f"{settings.max_run_stored_bytes / MiB:.1f} MiB"
+            )
         if init_from_run_id is not None:
             _check_warm_start(session, init_from_run_id, owner, dataset, hp)
     run = Run(
@@ -72,10 +81,13 @@ def create_run(
         created_at=utcnow(),
     )
     with db.write() as session:
-        # counted in the writing transaction, with the owner's run creation
-        # serialised, so that concurrent requests cannot all pass the cap
-        _lock_owners_runs(session, owner)
+        # counted in the writing transaction, with the owner's creations
+        # serialised, so that concurrent requests cannot all pass the caps
+        lock_owner(session, owner)
         _check_active_runs(session, owner, settings.max_active_runs_per_owner)
+        check_budget(
+            session, owner=owner, adding=stored, budget=settings.max_stored_bytes_per_owner
+        )
         # the dataset again, held against deletion until the run is written (a
         # concurrent DELETE /datasets/{id} would otherwise surface as a
         # foreign-key error, a 500, instead of this 404)
@@ -88,17 +100,6 @@ def create_run(
     deliver(db=db, submit=executor.submit, run_id=run.id)
     with db.read() as session:
         return views(session, [run])[0]
-
-
-def _lock_owners_runs(session: Session, owner: str) -> None:
-    """Serialise run creation per owner until the transaction ends.
-
-    SQLite's write transactions are serial already (BEGIN IMMEDIATE, see
-    app.db.session); PostgreSQL takes a transaction-scoped advisory lock
-    keyed on the owner.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(owner, 0))))
 
 
 def _check_active_runs(session: Session, owner: str, limit: int) -> None:

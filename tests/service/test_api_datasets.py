@@ -262,3 +262,42 @@ def test_a_row_with_another_separator_names_the_one_the_header_uses(api: TestCli
     body = problem_of(upload(api, b"a;b;label\n1;2;cat\n3,4,dog\n"), 422)
     assert "separated by semicolons" in body["detail"]
     assert total(api) == 0
+
+
+def test_sample_ids_cannot_be_computed_from_the_owner_and_parameters(
+    api: TestClient, tmp_path: Any
+) -> None:
+    """The same sample asked again is the same dataset (200), but its id is
+    derived with this database's secret key: another server (or anyone who knows
+    the owner's name and the parameters) gets another id."""
+    import json
+    import uuid
+
+    from app.core.settings import configure
+    from app.db.migrate import upgrade
+    from app.main import create_app
+    from tests.service.conftest import RecordingExecutor, make_settings
+
+    sample = {"kind": "moons", "n_samples": 50, "noise": 0.1, "seed": 3}
+    first = api.post("/datasets/samples", json=sample)
+    assert first.status_code == 201, first.text
+    again = api.post("/datasets/samples", json=sample)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    public = json.dumps(["local", "moons", 50, 0.1, 3])  # the owner's name, the parameters
+    namespace = uuid.UUID("6f1d1c8e-5d0b-4e8e-9c3a-2b7f0e4a9d51")  # the old derivation's
+    assert first.json()["id"] != str(uuid.uuid5(namespace, public))
+
+    (tmp_path / "other").mkdir()
+    settings = make_settings(tmp_path / "other")
+    upgrade(settings.database_url)
+    try:
+        with TestClient(
+            create_app(settings, executor_factory=lambda _: RecordingExecutor())
+        ) as other:
+            elsewhere = other.post("/datasets/samples", json=sample)
+            assert elsewhere.status_code == 201, elsewhere.text
+            assert elsewhere.json()["id"] != first.json()["id"]
+            assert elsewhere.json()["sha256"] == first.json()["sha256"]  # the same data
+    finally:
+        configure(None)

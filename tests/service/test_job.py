@@ -25,7 +25,14 @@ from tests.service.conftest import RecordingExecutor
 
 def new_run(db: Database, settings: Settings, **hyperparameters: Any) -> tuple[str, str]:
     dataset, _ = datasets.create_sample_dataset(
-        db=db, owner="local", kind="moons", n_samples=300, noise=0.1, seed=0, name=None
+        db=db,
+        settings=settings,
+        owner="local",
+        kind="moons",
+        n_samples=300,
+        noise=0.1,
+        seed=0,
+        name=None,
     )
     hp = {"epochs": 40, "seed": 5, "batch_size": 16, **hyperparameters}
     run = runs.create_run(

@@ -195,7 +195,14 @@ def test_concurrent_run_creation_never_passes_the_cap(settings: Settings) -> Non
     db = Database(settings.database_url)
     try:
         dataset, _ = datasets.create_sample_dataset(
-            db=db, owner="carol", kind="xor", n_samples=50, noise=0.1, seed=0, name=None
+            db=db,
+            settings=settings,
+            owner="carol",
+            kind="xor",
+            n_samples=50,
+            noise=0.1,
+            seed=0,
+            name=None,
         )
         start = threading.Barrier(8)
 
@@ -226,7 +233,14 @@ def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
     db = Database(settings.database_url)
     try:
         dataset, _ = datasets.create_sample_dataset(
-            db=db, owner="carol", kind="xor", n_samples=50, noise=0.1, seed=0, name=None
+            db=db,
+            settings=settings,
+            owner="carol",
+            kind="xor",
+            n_samples=50,
+            noise=0.1,
+            seed=0,
+            name=None,
         )
 
         def delete_then_stamp() -> Any:  # runs between the read and the write
