@@ -43,8 +43,11 @@ THRESHOLD = Rule("float", "ŷ at or above it predicts the positive class", ge=_L
 
 
 # Up to this many columns, prediction reuses buffers: for a few rows the cost
-# is allocation and call overhead, not arithmetic.
+# is allocation and call overhead, not arithmetic. The buffers a model keeps
+# are at most BUFFER_BYTES in all (a set past it is used once, not kept): a
+# large model's buffers for every m up to 64 would otherwise hold over 100 MiB.
 SMALL_BATCH = 64
+BUFFER_BYTES = 4 * 1024 * 1024
 
 _Buffers = tuple[Workspace, Array, Array]  # workspace, [X; 1] and Z2 for m columns
 
@@ -60,6 +63,9 @@ class Model:
     _free: dict[int, list[_Buffers]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _kept: list[int] = field(  # [bytes of the buffer sets kept], at most BUFFER_BYTES
+        default_factory=lambda: [0], init=False, repr=False, compare=False
+    )
 
     @property
     def n_features(self) -> int:
@@ -68,6 +74,13 @@ class Model:
     @property
     def hidden_units(self) -> int:
         return self.params.n_h
+
+    @property
+    def max_buffer_bytes(self) -> int:
+        """The most its prediction buffers keep: one set per m up to SMALL_BATCH,
+        of [X; 1], [A1; 1], Z2 and A2 columns, and never over BUFFER_BYTES."""
+        column = self.params.theta.dtype.itemsize * (self.n_features + self.hidden_units + 4)
+        return min(BUFFER_BYTES, column * SMALL_BATCH * (SMALL_BATCH + 1) // 2)
 
     def predict_proba(self, X: Any) -> Array:
         """ŷ = σ(Z2) (1, m) for raw features X (n_x, m); standardization applied.
@@ -119,10 +132,15 @@ class Model:
             logits(self.params, Xa, self.activation, A2)
             return A2
         free = self._free.setdefault(m, [])
+        keep = True
         try:
             buffers = free.pop()
         except IndexError:
             buffers = self._new_buffers(m)
+            size = buffers[0].nbytes + buffers[1].nbytes + buffers[2].nbytes
+            keep = self._kept[0] + size <= self.max_buffer_bytes
+            if keep:
+                self._kept[0] += size
         try:
             ws, Xa, Z2 = buffers
             n_x = self.n_features
@@ -134,7 +152,8 @@ class Model:
             ws.forward(self.params, Xa, Z2, self.activation)
             return ws.A2.copy()
         finally:
-            free.append(buffers)
+            if keep:
+                free.append(buffers)
 
     def _new_buffers(self, m: int) -> _Buffers:
         """A workspace, [X; 1] and Z2 buffers for m columns."""

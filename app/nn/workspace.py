@@ -94,6 +94,11 @@ class Workspace:
         self.dZ2 = np.empty((1, m if backward else 0), dtype)  # none for prediction
         self._backward = backward
 
+    @property
+    def nbytes(self) -> int:
+        """The memory of its buffers."""
+        return int(self.A1a.nbytes + self.A2.nbytes + self.dZ2.nbytes)
+
     def forward(self, P: Parameters, Xa: Array, Z2: Array, activation: Activation) -> None:
         """Fill A1, A2 and the caller's Z2 (1, m) from Xa = [X; 1] (n_x+1, m)."""
         Z1 = np.matmul(P.W1b1, Xa, out=self.A1)  # Z1 = W1·X + b1, in A1's buffer

@@ -9,8 +9,9 @@ from app.nn import Model
 
 
 def model_bytes(model: Model) -> int:
-    """The memory a cached model holds for its lifetime: θ and the standardization."""
-    size = model.params.theta.nbytes
+    """The memory a cached model may hold for its lifetime: θ, the standardization
+    and the prediction buffers it may keep."""
+    size = model.params.theta.nbytes + model.max_buffer_bytes
     if model.standardization is not None:
         size += model.standardization.mean.nbytes + model.standardization.scale.nbytes
     return int(size)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from app.nn import Model
+from app.nn.model import BUFFER_BYTES
 from app.nn.params import Parameters
 from app.services.model_cache import ModelCache, model_bytes
 
@@ -16,8 +19,18 @@ def model(n_x: int, n_h: int) -> Model:
     )
 
 
-def test_a_model_counts_its_arrays() -> None:
-    assert model_bytes(model(10, 4)) == 8 * (4 * 10 + 2 * 4 + 1)
+def test_a_model_counts_its_arrays_and_the_buffers_it_may_keep() -> None:
+    small = model(10, 4)
+    buffers = 8 * (10 + 4 + 4) * 64 * 65 // 2  # a set of columns for each m up to 64
+    assert model_bytes(small) == 8 * (4 * 10 + 2 * 4 + 1) + buffers
+    for m in (*range(1, 65), 3, 64):  # every small batch size, some twice
+        small.predict_proba(np.zeros((10, m)))
+    assert small._kept[0] <= small.max_buffer_bytes == buffers
+    large = model(1000, 4096)  # 31 MiB of weights; its buffers are capped
+    assert model_bytes(large) == large.params.theta.nbytes + BUFFER_BYTES
+    for m in range(1, 65):
+        large.predict_proba(np.zeros((1000, m)))
+    assert large._kept[0] <= BUFFER_BYTES
 
 
 def test_least_recently_used_out_by_bytes() -> None:
