@@ -72,7 +72,8 @@ def create_app(
         idle_seconds=settings.body_timeout_seconds,
     )
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
-    app.router.routes.extend(predict.routes)  # first: routes match in order
+    # first: routes match in order (served by plain routes, documented by the routers)
+    app.router.routes.extend([*predict.routes, *datasets.routes])
     for router in (health.router, runs.router, datasets.router, docs.router):
         app.include_router(router)
     app.mount("/static", docs.static_files(), name="static")
