@@ -118,9 +118,10 @@ def _check_active_runs(session: Session, owner: str, limit: int) -> None:
 def _check_warm_start(
     session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters
 ) -> None:
-    source = session.get(Run, run_id)
-    if source is None or source.owner != owner:
-        raise NotFound(f"run {run_id} (init_from_run_id) does not exist")
+    try:
+        owned(session, Run, run_id, owner, "run")
+    except NotFound:
+        raise NotFound(f"run {run_id} (init_from_run_id) does not exist") from None
     stored = session.get(StoredModel, run_id)
     if stored is None:
         raise RunHasNoModel(f"run {run_id} (init_from_run_id) has no weights to start from")
