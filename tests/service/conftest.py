@@ -144,17 +144,35 @@ def ended(run: dict[str, Any]) -> bool:
     return run["status"] in ("succeeded", "failed", "cancelled")
 
 
-def sample_dataset(client: TestClient, kind: str = "moons", n: int = 200) -> dict[str, Any]:
-    response = client.post("/datasets/samples", json={"kind": kind, "n_samples": n, "noise": 0.1})
+def sample_dataset(
+    client: TestClient,
+    kind: str = "moons",
+    n: int = 200,
+    *,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    response = client.post(
+        "/datasets/samples",
+        json={"kind": kind, "n_samples": n, "noise": 0.1},
+        headers=headers or {},
+    )
     assert response.status_code in (200, 201), response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-def start_run(client: TestClient, dataset: dict[str, Any], **hyperparameters: Any) -> str:
+def start_run(
+    client: TestClient,
+    dataset: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    **hyperparameters: Any,
+) -> str:
     """POST /runs on the dataset with these hyperparameters; the run's id."""
     response = client.post(
-        "/runs", json={"dataset_id": dataset["id"], "hyperparameters": hyperparameters}
+        "/runs",
+        json={"dataset_id": dataset["id"], "hyperparameters": hyperparameters},
+        headers=headers or {},
     )
     assert response.status_code == 202, response.text
     run_id: str = response.json()["id"]
