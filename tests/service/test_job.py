@@ -5,11 +5,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+import pytest
+from sqlalchemy import event, func, select, update
 
 from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
@@ -67,6 +69,14 @@ def uninterrupted(db: Database, run_id: str, dataset_id: str) -> np.ndarray:
     return result.model.params.theta
 
 
+def until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Poll until `condition` holds; a failure, not a hang, if the worker died."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.01)
+
+
 def deliver(settings_values: dict[str, Any], run_id: str, owner: str, outcomes: Any) -> None:
     settings = Settings(**settings_values)
     db = Database(settings.database_url)
@@ -104,12 +114,11 @@ def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
     worker = threading.Thread(
         target=lambda: outcome.append(
             execute_run(db=db, settings=settings, run_id=run_id, owner="me")
-        )
+        ),
+        daemon=True,
     )
     worker.start()
-    deadline = time.monotonic() + 30
-    while not history_epochs(db, run_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: history_epochs(db, run_id), "an epoch in the history")
     with db.write() as s:  # another worker takes the run over
         s.execute(update(Run).where(Run.id == run_id).values(lease_owner="thief", epoch=-1))
     worker.join(30)
@@ -136,10 +145,9 @@ def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
             execute_run(db=db, settings=settings, run_id=run_id, owner="a", should_stop=stop.is_set)
         )
 
-    worker = threading.Thread(target=first)
+    worker = threading.Thread(target=first, daemon=True)
     worker.start()
-    while len(history_epochs(db, run_id)) < 5:
-        time.sleep(0.01)
+    until(lambda: len(history_epochs(db, run_id)) >= 5, "5 epochs in the history")
     stop.set()
     worker.join(30)
     assert outcome == ["released"]
@@ -195,3 +203,77 @@ def test_expired_leases_are_requeued_then_failed_after_max_attempts(
         assert run.status == "failed"
         assert run.error is not None
         assert "gave up after 3 attempts" in run.error
+
+
+def test_cancel_takes_effect_inside_an_epoch(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One epoch takes a minute here (each of its 240 steps is slowed to a quarter
+    of a second); a cancel sent while it trains ends the run `cancelled` within
+    a heartbeat or two, with no epoch completed and the weights it started from."""
+    run_id, _ = new_run(db, settings, epochs=3, batch_size=1)
+    real_step = Trainer._step
+
+    def slow_step(self: Trainer, *args: Any) -> float:
+        time.sleep(0.25)
+        return real_step(self, *args)
+
+    monkeypatch.setattr(Trainer, "_step", slow_step)
+    outcome: list[str] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            execute_run(db=db, settings=settings, run_id=run_id, owner="me")
+        ),
+        daemon=True,
+    )
+    worker.start()
+
+    def training() -> bool:
+        with db.read() as s:
+            run = s.get(Run, run_id)
+            return run is not None and run.status == "running"
+
+    until(training, "running run")
+    time.sleep(1.0)  # well inside the first epoch
+    cancelled_at = time.monotonic()
+    runs.cancel_run(db=db, owner="local", run_id=run_id)
+    worker.join(10)
+    took = time.monotonic() - cancelled_at
+    assert outcome == ["cancelled"], f"still training {took:.0f} s after the cancel"
+    assert took < 3.0
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.epoch) == ("cancelled", 0)
+        assert run.metrics is not None
+    assert history_epochs(db, run_id) == []
+    # the weights kept are the ones the run started from: epoch 0
+    with db.read() as s:
+        stored = s.get(StoredModel, run_id)
+        assert stored is not None
+        assert stored.epoch == 0
+
+
+def test_a_5000_epoch_run_makes_a_handful_of_commits(db: Database, database_url: str) -> None:
+    """History is flushed on a time budget, not per epoch: with the shipped
+    settings a tiny 5000-epoch run (about a second) commits a few times, not
+    thousands."""
+    shipped = Settings(database_url=database_url)  # the defaults, not the tests' fast ones
+    run_id, _ = new_run(db, shipped, epochs=5000, batch_size=None, hidden_units=2)
+    commits: list[float] = []
+
+    def commit(_connection: Any) -> None:
+        commits.append(time.monotonic())
+
+    event.listen(db.engine, "commit", commit)
+    try:
+        began = time.monotonic()
+        assert execute_run(db=db, settings=shipped, run_id=run_id, owner="me") == "succeeded"
+        seconds = time.monotonic() - began
+    finally:
+        event.remove(db.engine, "commit", commit)
+    assert history_epochs(db, run_id) == list(range(1, 5001))
+    # claim, start, finish; one flush a second at most; a checkpoint each 1000 epochs
+    bound = 3 + 2 * (seconds / shipped.history_flush_seconds + 1) + 5000 // 1000
+    print(f"{len(commits)} commits in {seconds:.2f} s (at most {bound:.0f})")
+    assert 3 <= len(commits) <= bound, (len(commits), seconds)

@@ -14,7 +14,6 @@ from app.core.ids import new_id
 from app.db.base import utcnow
 from app.db.models import ApiKey
 from app.db.session import Database
-from app.services import keys
 from app.services.keys import authenticate, create_key, list_keys, revoke_keys
 
 
@@ -32,7 +31,7 @@ def comparisons(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(keys.hmac, "compare_digest", spy)
+    monkeypatch.setattr("app.services.keys.hmac.compare_digest", spy)
     return calls
 
 
