@@ -32,14 +32,18 @@ from tests.service.conftest import (
 
 
 def stream(
-    client: TestClient, url: str, *, headers: dict[str, str] | None = None
+    client: TestClient, url: str, *, headers: dict[str, str] | None = None, timeout: float = 60
 ) -> Iterator[dict[str, Any]]:
-    """The stream's events as {"event", "id", "data", "at"}, as they come, until it ends."""
+    """The stream's events as {"event", "id", "data", "at"}, as they come, until it
+    ends; a failure, not a hang, if it has not ended `timeout` seconds on (its worker
+    died). Something comes every second or so while a run waits or trains."""
     event: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
     with client.stream("GET", url, headers=headers or {}) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
+            assert time.monotonic() < deadline, f"{url} still streaming after {timeout} s"
             if line.startswith(":"):
                 continue  # keep-alive comment
             if not line:
@@ -57,10 +61,11 @@ def events(
     *,
     headers: dict[str, str] | None = None,
     stop_after: int | None = None,
+    timeout: float = 60,
 ) -> list[dict[str, Any]]:
     """The stream's events until it ends (or `stop_after` events have come)."""
     found: list[dict[str, Any]] = []
-    for event in stream(client, url, headers=headers):
+    for event in stream(client, url, headers=headers, timeout=timeout):
         found.append(event)
         if stop_after is not None and len(found) >= stop_after:
             break
