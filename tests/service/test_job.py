@@ -157,6 +157,7 @@ def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
         assert run is not None
         assert run.status == "queued"
         assert run.lease_owner is None
+        assert run.lease_expires_at is None
         assert checkpoint is not None
         assert 5 <= checkpoint.epoch < 300
     assert execute_run(db=db, settings=settings, run_id=run_id, owner="b") == "succeeded"
@@ -244,8 +245,9 @@ def test_cancel_takes_effect_inside_an_epoch(
     with db.read() as s:
         run = s.get(Run, run_id)
         assert run is not None
-        assert (run.status, run.epoch) == ("cancelled", 0)
+        assert (run.status, run.epoch, run.error) == ("cancelled", 0, None)
         assert run.metrics is not None
+        assert run.finished_at is not None
     assert history_epochs(db, run_id) == []
     # the weights kept are the ones the run started from: epoch 0
     with db.read() as s:
