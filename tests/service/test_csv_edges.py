@@ -10,13 +10,17 @@ import pytest
 
 from app.core.errors import Invalid
 from app.core.settings import Settings
+from app.db.arrays import load_dataset_arrays
+from app.db.models import Dataset
 from app.db.session import Database
 from app.services.datasets import create_dataset_from_csv, get_dataset, separator
 
 
-def upload(db: Database, settings: Settings, text: bytes, owner: str = "carol") -> object:
+def upload(
+    db: Database, settings: Settings, text: bytes, owner: str = "carol", label: str | None = None
+) -> Dataset:
     return create_dataset_from_csv(
-        db=db, owner=owner, settings=settings, name="d", file=io.BytesIO(text), label_column=None
+        db=db, owner=owner, settings=settings, name="d", file=io.BytesIO(text), label_column=label
     )
 
 
@@ -26,6 +30,9 @@ def upload(db: Database, settings: Settings, text: bytes, owner: str = "carol") 
         (b"", "the CSV file is empty"),
         (b"\xff\xfe,y\n", "the CSV file is not UTF-8 text"),
         (b"a,y\n1,0\n\xff,1\n", "the CSV file is not UTF-8 text"),
+        # a bad byte past the first chunk read
+        (b"a,y\n" + b"1,0\n" * 100_000 + b"\xff,1\n", "the CSV file is not UTF-8 text"),
+        (b"a" * 140_000 + b",y\n1,0\n", "the CSV file cannot be parsed: field larger than"),
         (b"y\n0\n1\n", "the CSV file needs a header with at least two columns"),
         (b"a,a,y\n1,2,0\n", "the CSV header repeats a column name"),
         (b"a,y\n1," + b"0" * 140_000, "the CSV file cannot be parsed: field larger than"),
@@ -45,7 +52,7 @@ def test_a_refused_csv_names_its_reason(
 def test_limits_are_inclusive(settings: Settings, db: Database) -> None:
     limited = settings.model_copy(update={"max_csv_columns": 3, "max_features": 2})
     dataset = upload(db, limited, b"a,b,y\n1,2,0\n3,4,1\n")  # 3 columns, 2 features: at the limits
-    assert getattr(dataset, "n_features") == 2  # noqa: B009
+    assert dataset.n_features == 2
     tighter = settings.model_copy(update={"max_csv_columns": 4, "max_features": 2})
     with pytest.raises(Invalid) as refused:
         upload(db, tighter, b"a,b,c,y\n1,2,3,0\n3,4,5,1\n")
@@ -56,9 +63,18 @@ def test_blank_lines_are_skipped_and_the_dataset_is_the_owners(
     settings: Settings, db: Database
 ) -> None:
     dataset = upload(db, settings, b"a,y\n1,0\n\n , \n2,1\n3,0\n", owner="dave")
-    assert getattr(dataset, "n_samples") == 3  # noqa: B009
-    dataset_id = getattr(dataset, "id")  # noqa: B009
-    assert get_dataset(db=db, owner="dave", dataset_id=dataset_id).owner == "dave"
+    assert dataset.n_samples == 3
+    assert get_dataset(db=db, owner="dave", dataset_id=dataset.id).owner == "dave"
+
+
+def test_a_label_column_anywhere_leaves_the_features_in_order(
+    settings: Settings, db: Database
+) -> None:
+    dataset = upload(db, settings, b"a,y,b,c\n1,0,2,3\n4,1,5,6\n", label="y")
+    assert dataset.feature_names == ["a", "b", "c"]
+    arrays = load_dataset_arrays(db=db, dataset_id=dataset.id)
+    assert arrays.X.tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert arrays.Y.ravel().tolist() == [0, 1]
 
 
 @pytest.mark.parametrize(

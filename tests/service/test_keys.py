@@ -91,8 +91,15 @@ def test_keys_that_cannot_be_live_are_refused(
     assert revoke_keys(db=db, owner="carol") == 0  # already revoked
     assert authenticate(db=db, key=key) is None
     assert authenticate(db=db, key=other) == "dave"
-    listed = {(k.owner, k.revoked_at is None) for k in list_keys(db=db)}
-    assert listed == {("carol", False), ("dave", True)}
+    later = create_key(db=db, owner="carol")
+    listed = [(k.owner, k.prefix, k.revoked_at is None) for k in list_keys(db=db)]
+    # by owner, then oldest first; the prefix only, never the key
+    assert listed == [
+        ("carol", key[3:11], False),
+        ("carol", later[3:11], True),
+        ("dave", other[3:11], True),
+    ]
+    assert all(k.created_at is not None for k in list_keys(db=db))
 
 
 @pytest.mark.parametrize("owner", ["", "x" * 101])
