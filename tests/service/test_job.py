@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import threading
 import time
@@ -132,7 +133,7 @@ def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
 
 
 def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
-    settings: Settings, db: Database
+    settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     run_id, dataset_id = new_run(
         db, settings, epochs=300, batch_size=2, optimizer="adam", learning_rate=0.01
@@ -160,7 +161,10 @@ def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
         assert run.lease_expires_at is None
         assert checkpoint is not None
         assert 5 <= checkpoint.epoch < 300
+    caplog.set_level(logging.INFO, logger="twolayer.worker")
     assert execute_run(db=db, settings=settings, run_id=run_id, owner="b") == "succeeded"
+    # it resumed (a restart from scratch would end with the same weights too)
+    assert f"run {run_id}: resuming from epoch {checkpoint.epoch}" in caplog.messages
     assert history_epochs(db, run_id) == list(range(1, 301))
     np.testing.assert_array_equal(stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id))
     with db.read() as s:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.core.errors import NotFound
 from app.core.settings import Settings
@@ -50,6 +50,7 @@ def test_a_succeeded_run_writes_the_engines_result(
     run_id, dataset_id = new_run(db, settings, validation_fraction=validation_fraction)
     before = utcnow()
     assert execute_run(db=db, settings=settings, run_id=run_id, owner="me") == "succeeded"
+    assert execute_run(db=db, settings=settings, run_id=run_id, owner="late") == "dropped"
     expected = engine_result(db, run_id, dataset_id)
     run, stored, rows = read(db, run_id)
     assert (run.status, run.error, run.epoch) == ("succeeded", None, 40)
@@ -184,3 +185,69 @@ def test_a_name_finds_the_owners_newest_row_of_it(db: Database) -> None:
     assert newest("carol") == carols[1]
     with pytest.raises(NotFound, match="no dataset is named 'x'"):
         newest("alice", "x")
+
+
+def test_a_warm_start_trains_on_from_the_other_runs_weights(
+    settings: Settings, db: Database
+) -> None:
+    first, dataset_id = new_run(db, settings, epochs=30)
+    assert execute_run(db=db, settings=settings, run_id=first, owner="me") == "succeeded"
+    hp = {"epochs": 1, "seed": 5, "batch_size": 16}
+    warm = create(db, settings, dataset_id, hp, init_from_run_id=first)
+    cold = create(db, settings, dataset_id, hp)
+    for run_id in (warm, cold):
+        assert execute_run(db=db, settings=settings, run_id=run_id, owner="me") == "succeeded"
+    (_, _, first_rows), (_, _, warm_rows), (_, _, cold_rows) = (
+        read(db, r) for r in (first, warm, cold)
+    )
+    assert warm_rows[0].train_cost < cold_rows[0].train_cost
+    assert warm_rows[0].train_cost < first_rows[0].train_cost
+
+
+def test_a_warm_start_whose_weights_are_gone_fails_with_the_reason(
+    settings: Settings, db: Database
+) -> None:
+    first, dataset_id = new_run(db, settings, epochs=3)
+    assert execute_run(db=db, settings=settings, run_id=first, owner="me") == "succeeded"
+    warm = create(db, settings, dataset_id, {"epochs": 3}, init_from_run_id=first)
+    with db.write() as s:
+        s.execute(delete(StoredModel).where(StoredModel.run_id == first))
+    assert execute_run(db=db, settings=settings, run_id=warm, owner="me") == "failed"
+    run, _, _ = read(db, warm)
+    assert run.error == f"ValueError: init_from_run_id {first} has no weights"
+
+
+def test_an_error_while_training_fails_the_run_with_the_reason(
+    settings: Settings,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def explode(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("out of cheese")
+
+    monkeypatch.setattr(Trainer, "run", explode)
+    run_id, _ = new_run(db, settings)
+    assert execute_run(db=db, settings=settings, run_id=run_id, owner="me") == "failed"
+    run, stored, _ = read(db, run_id)
+    assert (run.status, run.error) == ("failed", "RuntimeError: out of cheese")
+    assert (run.lease_owner, run.lease_expires_at) == (None, None)
+    assert run.finished_at is not None
+    assert stored is None
+    assert f"run {run_id} failed" in caplog.messages
+    assert execute_run(db=db, settings=settings, run_id=run_id, owner="me") == "dropped"
+
+
+def test_a_run_claimed_past_max_attempts_fails_and_at_it_trains(
+    settings: Settings, db: Database
+) -> None:
+    most = settings.max_attempts
+    for attempts, outcome in ((most, "failed"), (most - 1, "succeeded")):
+        run_id, _ = new_run(db, settings, epochs=2)
+        with db.write() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(attempts=attempts))
+        assert execute_run(db=db, settings=settings, run_id=run_id, owner="me") == outcome
+        run, _, _ = read(db, run_id)
+        assert run.attempts == attempts + 1
+        if outcome == "failed":
+            assert run.error == f"gave up after {most} attempts (its workers were lost)"
