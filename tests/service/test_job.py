@@ -22,7 +22,7 @@ from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
 from app.services import datasets, runs
 from app.worker.job import execute_run
-from app.worker.lease import claim_run, requeue_expired
+from app.worker.lease import LeaseLost, claim_run, fence, lease_expiry, requeue_expired
 from tests.service.conftest import RecordingExecutor
 
 
@@ -283,3 +283,69 @@ def test_a_5000_epoch_run_makes_a_handful_of_commits(db: Database, database_url:
     bound = 3 + 2 * (seconds / shipped.history_flush_seconds + 1) + 5000 // 1000
     print(f"{len(commits)} commits in {seconds:.2f} s (at most {bound:.0f})")
     assert 3 <= len(commits) <= bound, (len(commits), seconds)
+
+
+def test_a_running_run_whose_lease_expired_is_claimed_directly(
+    settings: Settings, db: Database
+) -> None:
+    """The claim takes a queued run, or a running one whose lease expired (its worker
+    is gone), and nothing else; the lease it writes runs lease_seconds from now."""
+    run_id, _ = new_run(db, settings)
+    assert lease_expiry(30) > utcnow() + timedelta(seconds=29)
+    assert claim_run(db=db, run_id=run_id, owner="gone", lease_seconds=60)
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert run.lease_expires_at is not None
+        left = (run.lease_expires_at - utcnow()).total_seconds()
+    assert 55 < left <= 60
+    assert not claim_run(db=db, run_id=run_id, owner="next", lease_seconds=60)
+    with db.write() as s:
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert claim_run(db=db, run_id=run_id, owner="next", lease_seconds=60)
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.lease_owner, run.attempts) == ("running", "next", 2)
+    # an ended run is never claimed, whatever its lease says
+    with db.write() as s:
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(status="cancelled", lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert not claim_run(db=db, run_id=run_id, owner="late", lease_seconds=60)
+
+
+def test_the_fence_touches_only_our_running_run(settings: Settings, db: Database) -> None:
+    mine, _ = new_run(db, settings)
+    also_mine = runs.create_run(
+        db=db,
+        settings=settings,
+        executor=RecordingExecutor(),
+        owner="local",
+        dataset_id=new_run(db, settings)[1],
+        name=None,
+        init_from_run_id=None,
+        hyperparameters={"epochs": 7},
+    ).run.id
+    for run_id in (mine, also_mine):
+        assert claim_run(db=db, run_id=run_id, owner="me", lease_seconds=60)
+    with db.write() as s:
+        assert fence(s, mine, "me", epoch=3) is False
+    with db.read() as s:
+        query = select(Run.id, Run.epoch).where(Run.id.in_([mine, also_mine]))
+        epochs = {row.id: row.epoch for row in s.execute(query)}
+    assert epochs == {mine: 3, also_mine: 0}
+    # ended (the lease owner stays, naming who finished it): no more writes
+    with db.write() as s:
+        s.execute(update(Run).where(Run.id == mine).values(status="succeeded"))
+    with pytest.raises(LeaseLost) as lost, db.write() as s:
+        fence(s, mine, "me", epoch=4)
+    assert str(lost.value) == mine
+    with pytest.raises(LeaseLost), db.write() as s:
+        fence(s, also_mine, "thief", epoch=4)
