@@ -251,3 +251,39 @@ def test_a_run_claimed_past_max_attempts_fails_and_at_it_trains(
         assert run.attempts == attempts + 1
         if outcome == "failed":
             assert run.error == f"gave up after {most} attempts (its workers were lost)"
+
+
+def test_lists_page_newest_first_and_filter(settings: Settings, db: Database) -> None:
+    first, dataset_id = new_run(db, settings)
+    ids = [first] + [create(db, settings, dataset_id, {"epochs": 2}) for _ in range(3)]
+    with db.write() as s:  # one second apart, the last made the newest
+        for seconds, run_id in enumerate(ids):
+            stamp = utcnow().replace(microsecond=0) + timedelta(seconds=seconds)
+            s.execute(update(Run).where(Run.id == run_id).values(created_at=stamp))
+        s.execute(update(Run).where(Run.id == ids[1]).values(name="keep", status="cancelled"))
+
+    def listed(**filters: Any) -> tuple[list[str], int]:
+        query: dict[str, Any] = {"status": None, "dataset_id": None, "name": None}
+        query.update(filters)
+        query.setdefault("limit", 50)
+        query.setdefault("offset", 0)
+        views, total = runs.list_runs(db=db, owner="local", **query)
+        return [v.run.id for v in views], total
+
+    newest_first = list(reversed(ids))
+    assert listed() == (newest_first, 4)
+    assert listed(limit=2, offset=1) == (newest_first[1:3], 4)
+    assert listed(name="keep") == ([ids[1]], 1)
+    assert listed(status="cancelled") == ([ids[1]], 1)
+    assert listed(dataset_id="nope") == ([], 0)
+    nothing = runs.list_runs(
+        db=db, owner="other", status=None, dataset_id=None, name=None, limit=5, offset=0
+    )
+    assert nothing == ([], 0)
+    other = datasets.create_dataset(
+        db=db, owner="local", name="o", features=[[0.0], [1.0]], labels=[0, 1]
+    )
+    page, total = datasets.list_datasets(db=db, owner="local", limit=1, offset=0)
+    assert ([d.id for d in page], total) == ([other.id], 2)
+    page, total = datasets.list_datasets(db=db, owner="local", limit=1, offset=1)
+    assert ([d.id for d in page], total) == ([dataset_id], 2)
