@@ -214,7 +214,7 @@ def test_a_revoked_keys_stream_ends(settings: Settings, keys: dict[str, str]) ->
         finally:
             db.dispose()
         end = after[-1]
-        assert end["event"] == "end"
+        assert (end["event"], end["id"]) == ("end", "0")  # the last epoch sent: none
         assert end["data"]["reason"] == "unauthorized"
         assert end["data"]["status"] is None
         assert "revoked" in end["data"]["detail"]
@@ -239,7 +239,7 @@ def test_a_run_deleted_while_it_is_followed_ends_its_stream_cleanly(
         f"/runs/{run_id}/events",
         lambda: runs.delete_run(db=db, cache=ModelCache(1), owner="local", run_id=run_id),
     )
-    assert [e["event"] for e in after][-1:] == ["end"]
+    assert [(e["event"], e["id"]) for e in after][-1:] == [("end", "0")]
     end = after[-1]["data"]
     assert end == {"status": None, "reason": "deleted", "detail": f"run {run_id} was deleted"}
     problem_of(api.get(f"/runs/{run_id}/events"), 404)
