@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.api.auth import OwnerDep
+from app.api.auth import OwnerDep, owner_of
 from app.api.deps import CacheDep, DatabaseDep, ExecutorDep, Limit, Offset, SettingsDep
-from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns
+from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns, Unauthorized
 from app.core.ids import ID_PATTERN
 from app.db.models import RunStatus
 from app.schemas.common import Page, problems
@@ -40,7 +40,11 @@ EVENTS_DOC = """Server-sent events until the run ends (`text/event-stream`), for
   about once a second while it trains;
 - `progress` (`epoch`, `epochs`, `eta_seconds`) at least every second while
   it trains and no epoch arrives;
-- `end`: the final status, error, metrics, best_epoch and warnings.
+- `end`: the final status, error, metrics, best_epoch and warnings
+  (`reason` "ended"); or the stream ends early with `status` null, a
+  `detail` and `reason` "deleted" (the run was deleted) or "unauthorized"
+  (the key was revoked: it is checked again every second or so while the
+  stream is open, a verified key being trusted for `TWOLAYER_KEY_CACHE_SECONDS`).
 
 Each event's `id` is the last epoch sent: reconnect with `Last-Event-ID` (a
 browser's EventSource does) or `?since=` and nothing is missed or repeated.
@@ -172,6 +176,7 @@ def strict_json(data: dict[str, Any]) -> str:
     responses=problems(NotFound),
 )
 async def run_events(
+    request: Request,
     run_id: Annotated[str, Depends(existing_run)],
     db: DatabaseDep,
     owner: OwnerDep,
@@ -186,7 +191,15 @@ async def run_events(
     start = since or 0
     if last_event_id is not None and last_event_id.strip().isdigit():
         start = max(start, int(last_event_id.strip()))
-    async for event in run_history.follow_run(db=db, owner=owner, run_id=run_id, since=start):
+
+    async def allowed() -> bool:  # the key is checked again while the stream is open
+        try:
+            return await owner_of(request) == owner
+        except Unauthorized:
+            return False
+
+    events = run_history.follow_run(db=db, owner=owner, run_id=run_id, since=start, allowed=allowed)
+    async for event in events:
         yield ServerSentEvent(event=event.event, id=str(event.id), raw_data=strict_json(event.data))
 
 

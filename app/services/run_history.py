@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.errors import NotFound
 from app.db.models import ENDED_STATUSES, Run, RunEpoch
 from app.db.session import Database
 from app.services.ownership import owned
 from app.services.runs import RunView, views
 
-# the events stream: how often it looks at the database, and the longest
-# silence while a run trains (or waits) before it says where the run stands
+# the events stream: how often it looks at the database, the longest silence
+# while a run trains (or waits) before it says where the run stands, and how
+# often it asks whether the reader may still read
 POLL_SECONDS = 0.5
 BEAT_SECONDS = 1.0
+ALLOWED_CHECK_SECONDS = 1.0
 MAX_EPOCHS_PER_EVENT = 10_000
 
 
@@ -95,8 +98,18 @@ def eta_seconds(run: Run) -> float | None:
     return round(run.seconds_per_epoch * max(run.epochs - run.epoch, 0), 1)
 
 
+def ended_early(reason: str, detail: str) -> dict[str, Any]:
+    """An `end` that is not the run's: it was deleted, or the reader lost its access."""
+    return {"status": None, "reason": reason, "detail": detail}
+
+
 async def follow_run(
-    *, db: Database, owner: str, run_id: str, since: int = 0
+    *,
+    db: Database,
+    owner: str,
+    run_id: str,
+    since: int = 0,
+    allowed: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[Event]:
     """The run's events until it ends, for a live chart.
 
@@ -105,16 +118,31 @@ async def follow_run(
     - `epochs`: the figures of every epoch after the last one sent, columnar,
       as the worker writes them (about once a second);
     - `progress` at least every second while it trains and no epoch arrives;
-    - `end`: the final status, error, metrics and warnings, after the last epochs.
+    - `end`: the final status, error, metrics and warnings, after the last
+      epochs (`reason` "ended"); or, ending the stream early, `reason`
+      "deleted" (the run was deleted) or "unauthorized" (`allowed`, asked
+      every ALLOWED_CHECK_SECONDS, said no: the reader's key was revoked),
+      with `status` null and a `detail`.
     Each event's id is the last epoch sent: a client that reconnects with it
     (Last-Event-ID) is sent the epochs after it and misses nothing.
     """
     last_status: str | None = None
     next_beat = 0.0
+    next_check = time.monotonic() + ALLOWED_CHECK_SECONDS
     while True:
-        view, columns = await asyncio.to_thread(
-            _look, db=db, owner=owner, run_id=run_id, since=since
-        )
+        if allowed is not None and time.monotonic() >= next_check:
+            if not await allowed():
+                detail = "the API key is no longer valid (it was revoked)"
+                yield Event("end", since, ended_early("unauthorized", detail))
+                return
+            next_check = time.monotonic() + ALLOWED_CHECK_SECONDS
+        try:
+            view, columns = await asyncio.to_thread(
+                _look, db=db, owner=owner, run_id=run_id, since=since
+            )
+        except NotFound:
+            yield Event("end", since, ended_early("deleted", f"run {run_id} was deleted"))
+            return
         run = view.run
         now = time.monotonic()
         if run.status != last_status:
@@ -133,6 +161,7 @@ async def follow_run(
                 since,
                 {
                     **state(view),
+                    "reason": "ended",
                     "error": run.error,
                     "metrics": run.metrics,
                     "best_epoch": run.best_epoch,

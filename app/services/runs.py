@@ -48,9 +48,7 @@ def create_run(
     except ValueError as exc:
         raise Invalid(str(exc)) from None
     with db.read() as session:
-        dataset = session.get(Dataset, dataset_id)
-        if dataset is None or dataset.owner != owner:
-            raise NotFound(f"dataset {dataset_id} does not exist")
+        dataset = owned(session, Dataset, dataset_id, owner, "dataset")
         work = dataset.n_samples * dataset.n_features * hp.hidden_units * hp.epochs
         if work > settings.max_work:
             raise Invalid(
@@ -119,9 +117,10 @@ def _check_active_runs(session: Session, owner: str, limit: int) -> None:
 def _check_warm_start(
     session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters
 ) -> None:
-    source = session.get(Run, run_id)
-    if source is None or source.owner != owner:
-        raise NotFound(f"run {run_id} (init_from_run_id) does not exist")
+    try:
+        owned(session, Run, run_id, owner, "run")
+    except NotFound:
+        raise NotFound(f"run {run_id} (init_from_run_id) does not exist") from None
     stored = session.get(StoredModel, run_id)
     if stored is None:
         raise RunHasNoModel(f"run {run_id} (init_from_run_id) has no weights to start from")

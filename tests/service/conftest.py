@@ -20,6 +20,7 @@ from app.core.settings import Settings, configure
 from app.db.migrate import upgrade
 from app.db.session import Database
 from app.main import create_app
+from app.services.keys import create_key
 
 
 class RecordingExecutor:
@@ -122,11 +123,16 @@ def service(settings: Settings) -> Iterator[TestClient]:
 
 
 def wait_for(
-    client: TestClient, run_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+    client: TestClient,
+    run_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float = 60,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        run: dict[str, Any] = client.get(f"/runs/{run_id}").json()
+        run: dict[str, Any] = client.get(f"/runs/{run_id}", headers=headers or {}).json()
         if done(run):
             return run
         if time.monotonic() > deadline:
@@ -138,17 +144,35 @@ def ended(run: dict[str, Any]) -> bool:
     return run["status"] in ("succeeded", "failed", "cancelled")
 
 
-def sample_dataset(client: TestClient, kind: str = "moons", n: int = 200) -> dict[str, Any]:
-    response = client.post("/datasets/samples", json={"kind": kind, "n_samples": n, "noise": 0.1})
+def sample_dataset(
+    client: TestClient,
+    kind: str = "moons",
+    n: int = 200,
+    *,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    response = client.post(
+        "/datasets/samples",
+        json={"kind": kind, "n_samples": n, "noise": 0.1},
+        headers=headers or {},
+    )
     assert response.status_code in (200, 201), response.text
     body: dict[str, Any] = response.json()
     return body
 
 
-def start_run(client: TestClient, dataset: dict[str, Any], **hyperparameters: Any) -> str:
+def start_run(
+    client: TestClient,
+    dataset: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    **hyperparameters: Any,
+) -> str:
     """POST /runs on the dataset with these hyperparameters; the run's id."""
     response = client.post(
-        "/runs", json={"dataset_id": dataset["id"], "hyperparameters": hyperparameters}
+        "/runs",
+        json={"dataset_id": dataset["id"], "hyperparameters": hyperparameters},
+        headers=headers or {},
     )
     assert response.status_code == 202, response.text
     run_id: str = response.json()["id"]
@@ -166,3 +190,34 @@ def problem_of(response: Any, status: int) -> dict[str, Any]:
     assert body["type"]
     assert "Traceback" not in response.text
     return body
+
+
+def secured_settings(database_url: str, **overrides: Any) -> Settings:
+    return Settings(**{"database_url": database_url, **FAST, "auth": "required", **overrides})
+
+
+@pytest.fixture
+def keys(settings: Settings) -> dict[str, str]:
+    """A live key each for alice and bob."""
+    db = Database(settings.database_url)
+    try:
+        return {who: create_key(db=db, owner=who) for who in ("alice", "bob")}
+    finally:
+        db.dispose()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def secured(settings: Settings, keys: dict[str, str]) -> Iterator[TestClient]:
+    """Auth required, real local workers."""
+    app = create_app(secured_settings(settings.database_url))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+    configure(None)
+
+
+def wait_for_owner(client: TestClient, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    return wait_for(client, run_id, ended, headers=headers)

@@ -5,12 +5,54 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import ended, sample_dataset, start_run, wait_for
+from app.core.settings import Settings, configure
+from app.db.session import Database
+from app.main import create_app
+from app.services import runs
+from app.services.keys import revoke_keys
+from app.services.model_cache import ModelCache
+from tests.service.conftest import (
+    RecordingExecutor,
+    bearer,
+    ended,
+    problem_of,
+    sample_dataset,
+    secured_settings,
+    start_run,
+    wait_for,
+)
+
+
+def stream(
+    client: TestClient, url: str, *, headers: dict[str, str] | None = None, timeout: float = 60
+) -> Iterator[dict[str, Any]]:
+    """The stream's events as {"event", "id", "data", "at"}, as they come, until it
+    ends; a failure, not a hang, if it has not ended `timeout` seconds on (its worker
+    died). Something comes every second or so while a run waits or trains."""
+    event: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    with client.stream("GET", url, headers=headers or {}) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            assert time.monotonic() < deadline, f"{url} still streaming after {timeout} s"
+            if line.startswith(":"):
+                continue  # keep-alive comment
+            if not line:
+                if event:
+                    yield {**event, "at": time.monotonic()}
+                    event = {}
+                continue
+            key, _, value = line.partition(": ")
+            event[key] = json.loads(value) if key == "data" else value
 
 
 def events(
@@ -19,26 +61,14 @@ def events(
     *,
     headers: dict[str, str] | None = None,
     stop_after: int | None = None,
+    timeout: float = 60,
 ) -> list[dict[str, Any]]:
-    """The stream's events as {"event", "id", "data", "at"}, until it ends (or
-    `stop_after` events have come)."""
+    """The stream's events until it ends (or `stop_after` events have come)."""
     found: list[dict[str, Any]] = []
-    event: dict[str, Any] = {}
-    with client.stream("GET", url, headers=headers or {}) as response:
-        assert response.status_code == 200, response.read()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith(":"):
-                continue  # keep-alive comment
-            if not line:
-                if event:
-                    found.append({**event, "at": time.monotonic()})
-                    event = {}
-                    if stop_after is not None and len(found) >= stop_after:
-                        break
-                continue
-            key, _, value = line.partition(": ")
-            event[key] = json.loads(value) if key == "data" else value
+    for event in stream(client, url, headers=headers, timeout=timeout):
+        found.append(event)
+        if stop_after is not None and len(found) >= stop_after:
+            break
     return found
 
 
@@ -137,3 +167,83 @@ def test_a_run_that_learned_nothing_says_so(service: TestClient) -> None:
     end = events(service, f"/runs/{run_id}/events")[-1]
     assert end["data"]["warnings"] == done["warnings"]
     assert wait_for(service, start_run(service, dataset, epochs=60), ended)["warnings"] == []
+
+
+def events_after(
+    client: TestClient,
+    url: str,
+    act: Callable[[], object],
+    *,
+    headers: dict[str, str] | None = None,
+    within: float = 10.0,
+) -> tuple[list[dict[str, Any]], float]:
+    """Open the stream, `act` once its first event has come, then read on until
+    the stream closes (a failure if it is still open `within` seconds later);
+    the events after the act, and when the act was."""
+    after: list[dict[str, Any]] = []
+    acted_at = None
+    for event in stream(client, url, headers=headers):
+        if acted_at is None:
+            act()
+            acted_at = time.monotonic()
+            continue
+        after.append(event)
+        assert event["at"] - acted_at < within, f"the stream is still open: {after}"
+    assert acted_at is not None
+    return after, acted_at
+
+
+def test_a_revoked_keys_stream_ends(settings: Settings, keys: dict[str, str]) -> None:
+    """The key is checked again while the stream is open (trusted for
+    key_cache_seconds): once it is revoked the stream sends `end`, then closes."""
+    app = create_app(
+        secured_settings(settings.database_url, key_cache_seconds=1.0),
+        executor_factory=lambda _: RecordingExecutor(),
+    )
+    alice, bob = bearer(keys["alice"]), bearer(keys["bob"])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        run_id = start_run(client, sample_dataset(client, headers=alice), headers=alice)
+        db = Database(settings.database_url)
+        try:
+            after, revoked_at = events_after(
+                client,
+                f"/runs/{run_id}/events",
+                lambda: revoke_keys(db=db, owner="alice"),
+                headers=alice,
+            )
+        finally:
+            db.dispose()
+        end = after[-1]
+        assert (end["event"], end["id"]) == ("end", "0")  # the last epoch sent: none
+        assert end["data"]["reason"] == "unauthorized"
+        assert end["data"]["status"] is None
+        assert "revoked" in end["data"]["detail"]
+        assert [e["event"] for e in after[:-1]] == ["queued"] * (len(after) - 1)
+        # within the cache's second, the check's second and a poll, give or take
+        assert end["at"] - revoked_at < 4.0
+        problem_of(client.get(f"/runs/{run_id}", headers=alice), 401)
+        # another owner's stream goes on
+        bobs = start_run(client, sample_dataset(client, headers=bob), headers=bob)
+        seen = events(client, f"/runs/{bobs}/events", headers=bob, stop_after=4)
+        assert [e["event"] for e in seen] == ["status", "queued", "queued", "queued"]
+    configure(None)
+
+
+def test_a_run_deleted_while_it_is_followed_ends_its_stream_cleanly(
+    api: TestClient, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    run_id = start_run(api, sample_dataset(api))
+    after, _ = events_after(
+        api,
+        f"/runs/{run_id}/events",
+        lambda: runs.delete_run(
+            db=db, cache=ModelCache(1, max_bytes=2**30), owner="local", run_id=run_id
+        ),
+    )
+    assert [(e["event"], e["id"]) for e in after][-1:] == [("end", "0")]
+    end = after[-1]["data"]
+    assert end == {"status": None, "reason": "deleted", "detail": f"run {run_id} was deleted"}
+    problem_of(api.get(f"/runs/{run_id}/events"), 404)
+    assert "Traceback" not in caplog.text
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+import pytest
+from sqlalchemy import event, func, select, update
 
 from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
@@ -19,7 +22,7 @@ from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
 from app.services import datasets, runs
 from app.worker.job import execute_run
-from app.worker.lease import claim_run, requeue_expired
+from app.worker.lease import LeaseLost, claim_run, fence, lease_expiry, requeue_expired
 from tests.service.conftest import RecordingExecutor
 
 
@@ -74,6 +77,14 @@ def uninterrupted(db: Database, run_id: str, dataset_id: str) -> np.ndarray:
     return result.model.params.theta
 
 
+def until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Poll until `condition` holds; a failure, not a hang, if the worker died."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.01)
+
+
 def deliver(settings_values: dict[str, Any], run_id: str, owner: str, outcomes: Any) -> None:
     settings = Settings(**settings_values)
     db = Database(settings.database_url)
@@ -111,12 +122,11 @@ def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
     worker = threading.Thread(
         target=lambda: outcome.append(
             execute_run(db=db, settings=settings, run_id=run_id, owner="me")
-        )
+        ),
+        daemon=True,
     )
     worker.start()
-    deadline = time.monotonic() + 30
-    while not history_epochs(db, run_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: history_epochs(db, run_id), "an epoch in the history")
     with db.write() as s:  # another worker takes the run over
         s.execute(update(Run).where(Run.id == run_id).values(lease_owner="thief", epoch=-1))
     worker.join(30)
@@ -130,7 +140,7 @@ def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
 
 
 def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
-    settings: Settings, db: Database
+    settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     run_id, dataset_id = new_run(
         db, settings, epochs=300, batch_size=2, optimizer="adam", learning_rate=0.01
@@ -143,10 +153,9 @@ def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
             execute_run(db=db, settings=settings, run_id=run_id, owner="a", should_stop=stop.is_set)
         )
 
-    worker = threading.Thread(target=first)
+    worker = threading.Thread(target=first, daemon=True)
     worker.start()
-    while len(history_epochs(db, run_id)) < 5:
-        time.sleep(0.01)
+    until(lambda: len(history_epochs(db, run_id)) >= 5, "5 epochs in the history")
     stop.set()
     worker.join(30)
     assert outcome == ["released"]
@@ -158,9 +167,13 @@ def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
         assert run.lease_owner is None
         assert run.attempts == 0  # a graceful stop gives its attempt back
         assert run.delivered_at is None  # to be sent again at once
+        assert run.lease_expires_at is None
         assert checkpoint is not None
         assert 5 <= checkpoint.epoch < 300
+    caplog.set_level(logging.INFO, logger="twolayer.worker")
     assert execute_run(db=db, settings=settings, run_id=run_id, owner="b") == "succeeded"
+    # it resumed (a restart from scratch would end with the same weights too)
+    assert f"run {run_id}: resuming from epoch {checkpoint.epoch}" in caplog.messages
     assert history_epochs(db, run_id) == list(range(1, 301))
     np.testing.assert_array_equal(stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id))
     with db.read() as s:
@@ -204,3 +217,144 @@ def test_expired_leases_are_requeued_then_failed_after_max_attempts(
         assert run.status == "failed"
         assert run.error is not None
         assert "gave up after 3 attempts" in run.error
+
+
+def test_cancel_takes_effect_inside_an_epoch(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One epoch takes a minute here (each of its 240 steps is slowed to a quarter
+    of a second); a cancel sent while it trains ends the run `cancelled` within
+    a heartbeat or two, with no epoch completed and the weights it started from."""
+    run_id, _ = new_run(db, settings, epochs=3, batch_size=1)
+    real_step = Trainer._step
+
+    def slow_step(self: Trainer, *args: Any) -> float:
+        time.sleep(0.25)
+        return real_step(self, *args)
+
+    monkeypatch.setattr(Trainer, "_step", slow_step)
+    outcome: list[str] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            execute_run(db=db, settings=settings, run_id=run_id, owner="me")
+        ),
+        daemon=True,
+    )
+    worker.start()
+
+    def training() -> bool:
+        with db.read() as s:
+            run = s.get(Run, run_id)
+            return run is not None and run.status == "running"
+
+    until(training, "running run")
+    time.sleep(1.0)  # well inside the first epoch
+    cancelled_at = time.monotonic()
+    runs.cancel_run(db=db, owner="local", run_id=run_id)
+    worker.join(10)
+    took = time.monotonic() - cancelled_at
+    assert outcome == ["cancelled"], f"still training {took:.0f} s after the cancel"
+    assert took < 3.0
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.epoch, run.error) == ("cancelled", 0, None)
+        assert run.metrics is not None
+        assert run.finished_at is not None
+    assert history_epochs(db, run_id) == []
+    # the weights kept are the ones the run started from: epoch 0
+    with db.read() as s:
+        stored = s.get(StoredModel, run_id)
+        assert stored is not None
+        assert stored.epoch == 0
+
+
+def test_a_5000_epoch_run_makes_a_handful_of_commits(db: Database, database_url: str) -> None:
+    """History is flushed on a time budget, not per epoch: with the shipped
+    settings a tiny 5000-epoch run (about a second) commits a few times, not
+    thousands."""
+    shipped = Settings(database_url=database_url)  # the defaults, not the tests' fast ones
+    run_id, _ = new_run(db, shipped, epochs=5000, batch_size=None, hidden_units=2)
+    commits: list[float] = []
+
+    def commit(_connection: Any) -> None:
+        commits.append(time.monotonic())
+
+    event.listen(db.engine, "commit", commit)
+    try:
+        began = time.monotonic()
+        assert execute_run(db=db, settings=shipped, run_id=run_id, owner="me") == "succeeded"
+        seconds = time.monotonic() - began
+    finally:
+        event.remove(db.engine, "commit", commit)
+    assert history_epochs(db, run_id) == list(range(1, 5001))
+    # claim, start, finish; one flush a second at most; a checkpoint each 1000 epochs
+    bound = 3 + 2 * (seconds / shipped.history_flush_seconds + 1) + 5000 // 1000
+    print(f"{len(commits)} commits in {seconds:.2f} s (at most {bound:.0f})")
+    assert 3 <= len(commits) <= bound, (len(commits), seconds)
+
+
+def test_a_running_run_whose_lease_expired_is_claimed_directly(
+    settings: Settings, db: Database
+) -> None:
+    """The claim takes a queued run, or a running one whose lease expired (its worker
+    is gone), and nothing else; the lease it writes runs lease_seconds from now."""
+    run_id, _ = new_run(db, settings)
+    assert lease_expiry(30) > utcnow() + timedelta(seconds=29)
+    assert claim_run(db=db, run_id=run_id, owner="gone", lease_seconds=60)
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert run.lease_expires_at is not None
+        left = (run.lease_expires_at - utcnow()).total_seconds()
+    assert 55 < left <= 60
+    assert not claim_run(db=db, run_id=run_id, owner="next", lease_seconds=60)
+    with db.write() as s:
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert claim_run(db=db, run_id=run_id, owner="next", lease_seconds=60)
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.lease_owner, run.attempts) == ("running", "next", 2)
+    # an ended run is never claimed, whatever its lease says
+    with db.write() as s:
+        s.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(status="cancelled", lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert not claim_run(db=db, run_id=run_id, owner="late", lease_seconds=60)
+
+
+def test_the_fence_touches_only_our_running_run(settings: Settings, db: Database) -> None:
+    mine, _ = new_run(db, settings)
+    also_mine = runs.create_run(
+        db=db,
+        settings=settings,
+        executor=RecordingExecutor(),
+        owner="local",
+        dataset_id=new_run(db, settings)[1],
+        name=None,
+        init_from_run_id=None,
+        hyperparameters={"epochs": 7},
+    ).run.id
+    for run_id in (mine, also_mine):
+        assert claim_run(db=db, run_id=run_id, owner="me", lease_seconds=60)
+    with db.write() as s:
+        assert fence(s, mine, "me", epoch=3) is False
+    with db.read() as s:
+        query = select(Run.id, Run.epoch).where(Run.id.in_([mine, also_mine]))
+        epochs = {row.id: row.epoch for row in s.execute(query)}
+    assert epochs == {mine: 3, also_mine: 0}
+    # ended (the lease owner stays, naming who finished it): no more writes
+    with db.write() as s:
+        s.execute(update(Run).where(Run.id == mine).values(status="succeeded"))
+    with pytest.raises(LeaseLost) as lost, db.write() as s:
+        fence(s, mine, "me", epoch=4)
+    assert str(lost.value) == mine
+    with pytest.raises(LeaseLost), db.write() as s:
+        fence(s, also_mine, "thief", epoch=4)

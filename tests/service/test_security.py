@@ -25,36 +25,17 @@ from app.db.models import Run
 from app.db.session import Database
 from app.main import create_app
 from app.services import datasets, runs
-from app.services.keys import create_key, revoke_keys
+from app.services.keys import revoke_keys
 from tests.helpers import TWOLAYER, start_serve
-from tests.service.conftest import FAST, RecordingExecutor, ended, problem_of, wait_for
-
-
-def secured_settings(database_url: str, **overrides: Any) -> Settings:
-    return Settings(**{"database_url": database_url, **FAST, "auth": "required", **overrides})
-
-
-@pytest.fixture
-def keys(settings: Settings) -> dict[str, str]:
-    db = Database(settings.database_url)
-    try:
-        return {who: create_key(db=db, owner=who) for who in ("alice", "bob")}
-    finally:
-        db.dispose()
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def secured(settings: Settings, keys: dict[str, str]) -> Iterator[TestClient]:
-    """Auth required, real local workers."""
-    app = create_app(secured_settings(settings.database_url))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
-    configure(None)
-
+from tests.service.conftest import (
+    RecordingExecutor,
+    bearer,
+    ended,
+    problem_of,
+    secured_settings,
+    wait_for,
+    wait_for_owner,
+)
 
 ENDPOINTS = [
     ("GET", "/datasets"),
@@ -254,16 +235,6 @@ def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
             assert session.scalar(select(func.count()).select_from(Run)) == 0
     finally:
         db.dispose()
-
-
-def wait_for_owner(client: TestClient, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
-        run: dict[str, Any] = client.get(f"/runs/{run_id}", headers=headers).json()
-        if ended(run):
-            return run
-        assert time.monotonic() < deadline, run
-        time.sleep(0.05)
 
 
 def test_a_cap_on_active_runs_per_owner_is_429(settings: Settings, keys: dict[str, str]) -> None:

@@ -9,11 +9,15 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from app.core.settings import Settings
+from app.core.settings import Settings, configure
 from app.db.arrays import load_dataset_arrays
+from app.db.base import utcnow
+from app.db.models import Run
 from app.db.session import Database
+from app.main import create_app
 from app.nn import Hyperparameters, Model, Trainer
-from tests.service.conftest import ended, problem_of, sample_dataset, wait_for
+from tests.service.conftest import ended, problem_of, sample_dataset, start_run, wait_for
+from tests.service.test_events import events
 
 
 def engine_result(db: Database, dataset_id: str, hyperparameters: dict[str, Any]) -> Any:
@@ -218,12 +222,24 @@ def test_events_stream_progress_until_the_end(service: TestClient) -> None:
     run = service.post(
         "/runs", json={"dataset_id": dataset["id"], "hyperparameters": {"epochs": 50}}
     ).json()
-    with service.stream("GET", f"/runs/{run['id']}/events") as response:
-        assert response.headers["content-type"].startswith("text/event-stream")
-        text = "".join(response.iter_text())
-    assert "event: end" in text
-    assert '"status": "succeeded"' in text
+    seen = events(service, f"/runs/{run['id']}/events")
+    assert seen[-1]["event"] == "end"
+    assert seen[-1]["data"]["status"] == "succeeded"
 
 
-def test_settings_reach_the_workers(settings: Settings) -> None:
-    assert settings.heartbeat_seconds == 0.2
+def test_settings_reach_the_workers(settings: Settings, db: Database) -> None:
+    """The lease is taken in the worker process, for its own settings' lease_seconds:
+    the API's unusual value, seen in the database, reached it."""
+    app = create_app(settings.model_copy(update={"lease_seconds": 987.0}))
+    with TestClient(app) as client:
+        run_id = start_run(client, sample_dataset(client, "spiral", 2000), epochs=100000)
+        wait_for(client, run_id, lambda r: r["status"] == "running")
+        with db.read() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            assert run.lease_expires_at is not None
+            left = (run.lease_expires_at - utcnow()).total_seconds()
+        assert 900 < left <= 987, left  # the default is 30 s
+        client.post(f"/runs/{run_id}/cancel")
+        assert wait_for(client, run_id, ended)["status"] == "cancelled"
+    configure(None)

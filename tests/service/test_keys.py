@@ -1,0 +1,109 @@
+"""API keys as the service keeps them: only hashes are stored, and a key is
+found by its prefix, then told apart by its hash compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.core.ids import new_id
+from app.db.base import utcnow
+from app.db.models import ApiKey
+from app.db.session import Database
+from app.services.keys import authenticate, create_key, list_keys, revoke_keys
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+def comparisons(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """Every hmac.compare_digest call the key service makes, and its arguments."""
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("app.services.keys.hmac.compare_digest", spy)
+    return calls
+
+
+def test_a_key_is_told_apart_by_its_hash_compared_in_constant_time(
+    db: Database, comparisons: list[tuple[Any, Any]]
+) -> None:
+    key = create_key(db=db, owner="carol")
+    with db.read() as session:
+        (stored,) = session.scalars(select(ApiKey)).all()
+    assert stored.key_hash == sha256(key)
+    assert key not in (stored.key_hash, stored.prefix)
+    assert stored.prefix == key[3:11]
+
+    assert authenticate(db=db, key=key) == "carol"
+    assert comparisons == [(sha256(key), sha256(key))]  # hashes, never the key itself
+
+    # another key with the same prefix: found as a candidate, refused by its hash
+    comparisons.clear()
+    forged = key[:11] + ("B" if key[11] == "A" else "A") + key[12:]
+    assert authenticate(db=db, key=forged) is None
+    assert comparisons == [(sha256(key), sha256(forged))]
+
+
+def test_every_candidate_of_a_prefix_is_compared(
+    db: Database, comparisons: list[tuple[Any, Any]]
+) -> None:
+    """Two live keys sharing a prefix: both hashes are compared whichever matches,
+    so the time taken does not say which one did."""
+    key = create_key(db=db, owner="carol")
+    with db.write() as session:
+        session.add(
+            ApiKey(
+                id=new_id(),
+                owner="mallory",
+                prefix=key[3:11],
+                key_hash=sha256("tl_another"),
+                created_at=utcnow(),
+            )
+        )
+    assert authenticate(db=db, key=key) == "carol"
+    compared = sorted(stored for stored, _ in comparisons)
+    assert compared == sorted([sha256(key), sha256("tl_another")])
+    assert {given for _, given in comparisons} == {sha256(key)}
+
+
+def test_keys_that_cannot_be_live_are_refused(
+    db: Database, comparisons: list[tuple[Any, Any]]
+) -> None:
+    key = create_key(db=db, owner="carol")
+    assert authenticate(db=db, key=key[3:]) is None  # no tl_ prefix
+    assert authenticate(db=db, key=key + "x" * 200) is None  # too long to be a key
+    assert comparisons == []  # refused before any lookup
+    assert authenticate(db=db, key=key + "x" * (200 - len(key))) is None  # 200: looked up
+    assert len(comparisons) == 1
+    other = create_key(db=db, owner="dave")
+    assert revoke_keys(db=db, owner="carol") == 1
+    assert revoke_keys(db=db, owner="carol") == 0  # already revoked
+    assert authenticate(db=db, key=key) is None
+    assert authenticate(db=db, key=other) == "dave"
+    later = create_key(db=db, owner="carol")
+    listed = [(k.owner, k.prefix, k.revoked_at is None) for k in list_keys(db=db)]
+    # by owner, then oldest first; the prefix only, never the key
+    assert listed == [
+        ("carol", key[3:11], False),
+        ("carol", later[3:11], True),
+        ("dave", other[3:11], True),
+    ]
+    assert all(k.created_at is not None for k in list_keys(db=db))
+
+
+@pytest.mark.parametrize("owner", ["", "x" * 101])
+def test_an_owner_name_must_fit(db: Database, owner: str) -> None:
+    with pytest.raises(ValueError, match="1 to 100"):
+        create_key(db=db, owner=owner)
+    assert create_key(db=db, owner="x" * 100).startswith("tl_")
