@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +17,7 @@ from app.core.settings import Settings, configure
 from app.db.models import Dataset, Run, StoredModel
 from app.main import create_app
 from app.nn import Model
+from app.nn.params import Parameters
 from app.services.model_cache import ModelCache
 from tests.service.conftest import (
     RecordingExecutor,
@@ -166,7 +167,7 @@ def test_a_cached_model_is_not_served_to_another_owner(
 
 
 def test_the_model_cache_keeps_owners_apart_and_the_recently_used() -> None:
-    m1, m2, m3, m4, m1b = (cast(Model, object()) for _ in range(5))  # it holds what it is given
+    m1, m2, m3, m4, m1b = (Model(Parameters.zeros(2, 3), "relu", (0, 1), None) for _ in range(5))
     cache = ModelCache(2, max_bytes=2**30)
     cache.put("r1", "alice", m1)
     assert cache.get("r1", "alice") is m1
