@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.api.auth import OwnerDep, owner_of
+from app.api.auth import OwnerDep, authenticate_headers
 from app.api.deps import CacheDep, DatabaseDep, ExecutorDep, Limit, Offset, SettingsDep
 from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns, Unauthorized
 from app.core.ids import ID_PATTERN
@@ -194,7 +194,7 @@ async def run_events(
 
     async def allowed() -> bool:  # the key is checked again while the stream is open
         try:
-            return await owner_of(request) == owner
+            return await authenticate_headers(request.app.state, request.headers) == owner
         except Unauthorized:
             return False
 
