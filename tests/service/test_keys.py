@@ -8,13 +8,18 @@ import hmac
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.api import auth
 from app.core.ids import new_id
+from app.core.settings import Settings, configure
 from app.db.base import utcnow
 from app.db.models import ApiKey
 from app.db.session import Database
+from app.main import create_app
 from app.services.keys import authenticate, create_key, list_keys, revoke_keys
+from tests.service.conftest import RecordingExecutor, bearer, secured_settings
 
 
 def sha256(text: str) -> str:
@@ -107,3 +112,47 @@ def test_an_owner_name_must_fit(db: Database, owner: str) -> None:
     with pytest.raises(ValueError, match="1 to 100"):
         create_key(db=db, owner=owner)
     assert create_key(db=db, owner="x" * 100).startswith("tl_")
+
+
+def test_a_request_is_authenticated_once_and_a_verified_key_is_remembered(
+    settings: Settings, keys: dict[str, str], recorder: RecordingExecutor, monkeypatch: Any
+) -> None:
+    """The gate authenticates a request from its headers and the route reads the
+    owner it found (not a second lookup); within key_cache_seconds the next
+    request does not reach the database at all."""
+    looked_up: list[str] = []
+    real = authenticate  # the service function the gate calls
+
+    def counting(*, db: Database, key: str) -> str | None:
+        looked_up.append(key)
+        return real(db=db, key=key)
+
+    monkeypatch.setattr(auth, "authenticate", counting)
+    for cache_seconds, expected in ((0.0, [1, 2]), (60.0, [1, 1])):
+        looked_up.clear()
+        app = create_app(
+            secured_settings(settings.database_url, key_cache_seconds=cache_seconds),
+            executor_factory=lambda _: recorder,
+        )
+        with TestClient(app) as client:
+            counts = []
+            for _ in range(2):
+                assert client.get("/datasets", headers=bearer(keys["alice"])).status_code == 200
+                counts.append(len(looked_up))
+        assert counts == expected, cache_seconds
+        configure(None)
+
+
+def test_the_key_cache_forgets_after_its_ttl_and_is_bounded() -> None:
+    cache = auth.KeyCache()
+    cache.put("d", "alice", 60)
+    assert cache.get("d") == "alice"
+    cache.put("e", "bob", 0)
+    assert cache.get("e") is None  # expired at once
+    cache = auth.KeyCache()
+    for i in range(10_001):
+        cache.put(str(i), "o", 60)
+    assert all(cache.get(str(i)) == "o" for i in (0, 5000, 10_000))  # 10 001 kept
+    cache.put("next", "o", 60)  # past 10 000 entries: cleared before this one
+    assert cache.get("0") is None
+    assert cache.get("next") == "o"
