@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -156,3 +157,72 @@ def test_the_key_cache_forgets_after_its_ttl_and_is_bounded() -> None:
     cache.put("next", "o", 60)  # past 10 000 entries: cleared before this one
     assert cache.get("0") is None
     assert cache.get("next") == "o"
+
+
+def test_what_the_header_must_say(
+    settings: Settings, keys: dict[str, str], recorder: RecordingExecutor
+) -> None:
+    """The Bearer scheme only, any case, one or more spaces; each refusal says why."""
+    key = keys["alice"]
+    app = create_app(secured_settings(settings.database_url), executor_factory=lambda _: recorder)
+    with TestClient(app) as client:
+        for header in (f"Bearer {key}", f"bearer {key}", f"Bearer   {key}"):
+            answer = client.get("/datasets", headers={"Authorization": header})
+            assert answer.status_code == 200, header
+        missing = "an API key is required: Authorization: Bearer KEY"
+        refused = {
+            "": missing,
+            "Bearer": missing,
+            "Bearer   ": missing,
+            f"Basic {key}": missing,  # a valid key under another scheme is no key
+            f"Token {key}": missing,
+            "Bearer tl_nope": "the API key is not valid, or was revoked",
+        }
+        for header, detail in refused.items():
+            answer = client.get("/datasets", headers={"Authorization": header})
+            assert (answer.status_code, answer.json()["detail"]) == (401, detail), header
+    configure(None)
+
+
+def test_the_gate_refuses_before_the_body_is_read(
+    settings: Settings, recorder: RecordingExecutor
+) -> None:
+    """Driven through ASGI itself: without a key the app answers 401 having never
+    called `receive` (FastAPI's own routes read the body before their
+    dependencies run, so only the gate can refuse first)."""
+    app = create_app(secured_settings(settings.database_url), executor_factory=lambda _: recorder)
+    received: list[object] = []
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        received.append(1)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/runs",
+        "raw_path": b"/runs",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+
+    async def call() -> None:
+        await app(scope, receive, send)
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        client.portal.call(call)
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 401
+    assert received == []
