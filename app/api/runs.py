@@ -16,6 +16,7 @@ from app.api.auth import OwnerDep, authenticate_headers
 from app.api.deps import CacheDep, DatabaseDep, ExecutorDep, Limit, Offset, SettingsDep
 from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns, Unauthorized
 from app.core.ids import ID_PATTERN
+from app.core.text import NAME_MAX, NO_NUL
 from app.db.models import RunStatus
 from app.schemas.common import Page, problems
 from app.schemas.runs import (
@@ -95,8 +96,8 @@ async def list_runs(
         str | None,
         Query(
             min_length=1,
-            max_length=200,
-            pattern=r"^[^\x00]*$",
+            max_length=NAME_MAX,
+            pattern=NO_NUL,
             description="only runs of this name",
             # a parameter example Swagger UI fills in: the tour's run
             openapi_examples={"the tour's run": {"value": TOUR_RUN_NAME}},
