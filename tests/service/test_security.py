@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from app.core.errors import NotFound, TooManyRuns
 from app.core.settings import Settings, configure
 from app.db.base import utcnow
-from app.db.models import Run
+from app.db.models import Dataset, Run
 from app.db.session import Database
 from app.main import create_app
 from app.services import datasets, runs
@@ -155,6 +155,20 @@ def test_owners_never_see_each_others_data(secured: TestClient, keys: dict[str, 
     secured.post(f"/runs/{long_run['id']}/cancel", headers=alice)
 
 
+def carols_dataset(db: Database, settings: Settings) -> Dataset:
+    dataset, _ = datasets.create_sample_dataset(
+        db=db,
+        settings=settings,
+        owner="carol",
+        kind="xor",
+        n_samples=50,
+        noise=0.1,
+        seed=0,
+        name=None,
+    )
+    return dataset
+
+
 def create_carols_run(db: Database, settings: Settings, dataset_id: str) -> None:
     """POST /runs's service call, for tests that race it."""
     runs.create_run(
@@ -175,16 +189,7 @@ def test_concurrent_run_creation_never_passes_the_cap(settings: Settings) -> Non
     capped = settings.model_copy(update={"max_active_runs_per_owner": 3})
     db = Database(settings.database_url)
     try:
-        dataset, _ = datasets.create_sample_dataset(
-            db=db,
-            settings=settings,
-            owner="carol",
-            kind="xor",
-            n_samples=50,
-            noise=0.1,
-            seed=0,
-            name=None,
-        )
+        dataset = carols_dataset(db, settings)
         start = threading.Barrier(8)
 
         def create() -> str:
@@ -213,16 +218,7 @@ def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
     error (a 500), and no run is written."""
     db = Database(settings.database_url)
     try:
-        dataset, _ = datasets.create_sample_dataset(
-            db=db,
-            settings=settings,
-            owner="carol",
-            kind="xor",
-            n_samples=50,
-            noise=0.1,
-            seed=0,
-            name=None,
-        )
+        dataset = carols_dataset(db, settings)
 
         def delete_then_stamp() -> Any:  # runs between the read and the write
             datasets.delete_dataset(db=db, owner="carol", dataset_id=dataset.id)
