@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= $(or $(TWOLAYER_PORT),8000)
 HOST ?= 127.0.0.1
 
-.PHONY: install run demo test lint typecheck unit browser bench format clean
+.PHONY: install run demo test lint typecheck unit browser podman image-test bench format clean
 
 install: $(STAMP)
 
@@ -40,8 +40,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install browser
+unit: install browser podman
 	$(BIN)/pytest
+
+# The image test (tests/container) builds the Dockerfile and brings the compose
+# file up with rootful podman; it needs no Docker engine and no registry.
+image-test: install podman
+	$(BIN)/pytest tests/container
 
 # The browser tests drive Debian's Chromium (no browser download); install it
 # when it is missing and this machine can (root with apt), else say how.
@@ -52,6 +57,16 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
 	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
 	  else echo "the browser tests need chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+# podman (with runc, and debootstrap for the stand-in base images), installed
+# when missing and this machine can (root with apt), else say how.
+podman:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing podman, runc and debootstrap for the image test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap >/dev/null; }; \
+	  else echo "the image test needs root and podman: sudo apt-get install podman runc debootstrap" >&2; exit 1; fi; }
 
 test: lint typecheck unit
 
