@@ -17,9 +17,15 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 BUSY_TIMEOUT_SECONDS = 30
+
+# The database could not be reached or dropped the connection: PostgreSQL
+# restarting or failing over, its host name not resolving for a moment, SQLite
+# busy past its timeout. Nothing was written; the same work may be tried again.
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
 def make_engine(url: str) -> Engine:

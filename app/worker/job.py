@@ -22,7 +22,7 @@ from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
 from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
-from app.db.session import Database
+from app.db.session import UNAVAILABLE, Database
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
 from app.worker.lease import (
     LeaseLost,
@@ -71,10 +71,12 @@ class Reporter:
     over_time: bool = False
     lost: bool = False
     interrupted: bool = False
+    unavailable_since: float | None = None  # the database has not answered since
 
     def __post_init__(self) -> None:
         now = time.monotonic()
         self.attempt_began = (now, self.checkpoint_epoch)  # for the pace of this attempt
+        self.renewed_at = now  # the claim renewed the lease just now
         self.next_renew = now + self.settings.heartbeat_seconds
         self.next_flush = now + self.settings.history_flush_seconds
         self.next_checkpoint = now + self.settings.checkpoint_every_seconds
@@ -103,12 +105,25 @@ class Reporter:
         flush = record is not None and now >= self.next_flush
         if not (checkpoint or flush or now >= self.next_renew):
             return False
+        if self.unavailable_since is not None and now < self.next_renew:
+            return False  # the database is away: try again at the next heartbeat only
         try:
             with self.db.write() as session:
                 cancel = self.write_progress(session, progress, checkpoint=checkpoint)
         except LeaseLost:
             self.lost = True
             return True
+        except UNAVAILABLE as exc:
+            return self.database_away(now, exc)
+        self.pending.clear()  # committed
+        if self.unavailable_since is not None:
+            log.info(
+                "run %s: the database is back after %.1f s",
+                self.run_id,
+                now - self.unavailable_since,
+            )
+            self.unavailable_since = None
+        self.renewed_at = now
         now = time.monotonic()
         self.next_renew = now + self.settings.heartbeat_seconds
         if flush or checkpoint:
@@ -120,6 +135,21 @@ class Reporter:
             self.cancelled = True
             return True
         return False
+
+    def database_away(self, now: float, exc: Exception) -> bool:
+        """A write failed because the database is unreachable: nothing was written
+        (the epochs stay pending). Training goes on while the lease in hand lasts,
+        trying again at each heartbeat; once it may have expired, another worker
+        may own the run, so this one stops as if it had lost the lease."""
+        if self.unavailable_since is None:
+            self.unavailable_since = now
+            log.warning("run %s: the database is unavailable (%s); retrying", self.run_id, exc)
+        self.next_renew = now + self.settings.heartbeat_seconds
+        if now - self.renewed_at < self.settings.lease_seconds:
+            return False
+        log.warning("run %s: no database for the whole lease; stopping", self.run_id)
+        self.lost = True
+        return True
 
     def write_progress(self, session: Session, progress: Progress, *, checkpoint: bool) -> bool:
         values: dict[str, Any] = {"lease_expires_at": lease_expiry(self.settings.lease_seconds)}
@@ -148,7 +178,6 @@ class Reporter:
             # a Core executemany on the table: cheaper per row than the ORM's bulk path
             table = RunEpoch.metadata.tables[RunEpoch.__tablename__]
             session.execute(insert(table), history_rows(self.run_id, self.pending))
-            self.pending.clear()
 
 
 def execute_run(
@@ -166,6 +195,11 @@ def execute_run(
         return _train(db=db, settings=settings, run_id=run_id, owner=owner, should_stop=should_stop)
     except LeaseLost:
         log.warning("run %s: lease lost, stopping without writing", run_id)
+        return "lost"
+    except UNAVAILABLE as exc:
+        # not the run's fault: it stays leased, and once the lease expires it is
+        # re-queued and resumed from its checkpoint (an attempt counted)
+        log.warning("run %s: stopped, the database is unavailable (%s)", run_id, exc)
         return "lost"
     except Exception as exc:  # the run fails with the reason; the worker lives on
         log.exception("run %s failed", run_id)

@@ -6,13 +6,16 @@ import logging
 import multiprocessing as mp
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
@@ -358,3 +361,94 @@ def test_the_fence_touches_only_our_running_run(settings: Settings, db: Database
     assert str(lost.value) == mine
     with pytest.raises(LeaseLost), db.write() as s:
         fence(s, also_mine, "thief", epoch=4)
+
+
+class FlakyDatabase:
+    """`db` whose write sessions fail as an unreachable database makes them
+    fail: at connect ("connect": nothing ran) or at commit ("commit": what the
+    session executed is rolled back). `fail` maps a write's ordinal (1 for the
+    first) to how; `fail_from` fails every write from that ordinal on."""
+
+    def __init__(self, db: Database, fail: dict[int, str], fail_from: int | None = None) -> None:
+        self.db = db
+        self.fail = fail
+        self.fail_from = fail_from
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        self.writes += 1
+        how = self.fail.get(self.writes)
+        if self.fail_from is not None and self.writes >= self.fail_from:
+            how = "connect"
+        if how == "connect":
+            raise OperationalError("connect", {}, Exception("connection refused"))
+        with self.db.write() as session:
+            yield session
+            if how == "commit":
+                raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+
+def test_a_database_outage_shorter_than_the_lease_loses_nothing(
+    settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writes that fail while the lease lasts are tried again at the next
+    heartbeat, the epochs they carried included: the run neither fails nor
+    loses its attempt, and its history has every epoch once."""
+    fast = settings.model_copy(update={"heartbeat_seconds": 0.01, "history_flush_seconds": 0.01})
+    run_id, dataset_id = new_run(db, fast, epochs=300, batch_size=2)
+    # writes 1 and 2 claim and start the run; then three heartbeats fail
+    flaky = FlakyDatabase(db, {3: "connect", 4: "commit", 6: "commit"})
+    caplog.set_level(logging.INFO, logger="twolayer.worker")
+    outcome = execute_run(db=flaky, settings=fast, run_id=run_id, owner="me")  # type: ignore[arg-type]
+    assert outcome == "succeeded"
+    assert flaky.writes > 8
+    assert any("the database is unavailable" in m for m in caplog.messages)
+    assert any("the database is back" in m for m in caplog.messages)
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.attempts, run.error) == ("succeeded", 1, None)
+    assert history_epochs(db, run_id) == list(range(1, 301))
+    np.testing.assert_array_equal(stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id))
+
+
+def test_a_database_outage_longer_than_the_lease_stops_the_worker_and_the_run_resumes(
+    settings: Settings, db: Database
+) -> None:
+    """No write for a whole lease: another worker may own the run, so this one
+    stops without writing; the run is neither failed nor finished by it, and
+    once re-queued it resumes and ends as an uninterrupted run would."""
+    short = settings.model_copy(update={"lease_seconds": 0.3, "heartbeat_seconds": 0.05})
+    run_id, dataset_id = new_run(db, short, epochs=2000, batch_size=2)
+    flaky = FlakyDatabase(db, {}, fail_from=3)
+    outcome = execute_run(db=flaky, settings=short, run_id=run_id, owner="me")  # type: ignore[arg-type]
+    assert outcome == "lost"
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.lease_owner, run.error) == ("running", "me", None)
+        assert s.get(StoredModel, run_id) is None
+    time.sleep(0.4)  # the lease runs out; the sweeper's rule re-queues the run
+    assert requeue_expired(db=db, max_attempts=short.max_attempts) == [run_id]
+    assert execute_run(db=db, settings=short, run_id=run_id, owner="other") == "succeeded"
+    assert history_epochs(db, run_id) == list(range(1, 2001))
+    np.testing.assert_array_equal(stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id))
+
+
+def test_a_database_gone_when_the_run_ends_leaves_it_to_its_lease_not_failed(
+    settings: Settings, db: Database
+) -> None:
+    """Even the last write failing (the database away from the final epochs on)
+    is not the run's fault: it is not marked failed (the old behaviour: any
+    exception failed the run as soon as the database answered again)."""
+    run_id, _ = new_run(db, settings, epochs=40)
+    flaky = FlakyDatabase(db, {}, fail_from=3)
+    assert execute_run(db=flaky, settings=settings, run_id=run_id, owner="me") == "lost"  # type: ignore[arg-type]
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert (run.status, run.error) == ("running", None)
