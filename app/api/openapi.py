@@ -16,11 +16,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
-from app.core.errors import RequestTimeout, TooLarge, Unauthorized
+from app.core.errors import DatabaseUnavailable, RequestTimeout, TooLarge, Unauthorized
 from app.core.settings import Settings
 from app.schemas.common import Problem, add_example, problem_answer, problem_example
 
 RENAMED = {"Body_upload_csv": "CsvUpload"}
+NO_DATABASE = {"/health", "/ready"}  # /ready reports the database itself (its own 503)
 
 # The answers the framework itself gives: malformed JSON, a body over the
 # limit, input the schemas refuse. Domain errors are declared by each route.
@@ -124,7 +125,8 @@ def _rename_schemas(spec: dict[str, Any], names: dict[str, str]) -> None:
 def _document_problems(spec: dict[str, Any]) -> None:
     """Every error answer is problem+json: add those every operation of its kind
     can give (401 when secured; 400, 408, 413 and 422 with a body; 422 with query
-    parameters) to the ones its route declared, examples merged."""
+    parameters; 503 while the database is away) to the ones its route declared,
+    examples merged."""
     spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
         Problem.model_json_schema()
     )
@@ -134,14 +136,15 @@ def _document_problems(spec: dict[str, Any]) -> None:
         408: problem_example(RequestTimeout),
         413: problem_example(TooLarge),
         422: VALIDATION,
+        503: problem_example(DatabaseUnavailable),
     }
-    for operations in spec.get("paths", {}).values():
+    for path, operations in spec.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             # FastAPI's own 422 (HTTPValidationError) goes: ours says what really comes
             if "HTTPValidationError" in str(responses.get("422", "")):
                 del responses["422"]
-            statuses = set()
+            statuses = set() if path in NO_DATABASE else {503}
             if operation.get("security"):
                 statuses.add(401)
             if "requestBody" in operation:

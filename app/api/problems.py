@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.errors import DomainError
+from app.core.errors import DatabaseUnavailable, DomainError
+from app.db.session import UNAVAILABLE
 from app.schemas.common import explain_unknown_fields
 
 log = logging.getLogger("twolayer.api")
@@ -89,6 +90,11 @@ async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable: %s", exc)
+    return await on_domain_error(request, DatabaseUnavailable())
+
+
 async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem_response(500, "Internal server error", "an unexpected error occurred")
@@ -100,6 +106,7 @@ def add_problem_handlers(app: FastAPI) -> None:
         (DomainError, on_domain_error),
         (RequestValidationError, on_validation_error),
         (StarletteHTTPException, on_http_error),
+        *((exc_class, on_database_unavailable) for exc_class in UNAVAILABLE),
         (Exception, on_unexpected_error),
     ]
     for exc_class, handler in handlers:

@@ -90,3 +90,14 @@ class StorageFull(DomainError):
         "this would store 31.4 MiB; 4090.2 MiB of the owner's budget of 4096.0 MiB are used "
         "(TWOLAYER_MAX_STORED_BYTES_PER_OWNER): delete datasets or runs first"
     )
+
+
+class DatabaseUnavailable(DomainError):
+    """The database could not be reached (restarting, failing over): nothing was
+    written, and the same request may be sent again shortly."""
+
+    status, title, type = 503, "Database unavailable", "/problems/database-unavailable"
+    example = "the database cannot be reached right now; nothing was written, try again shortly"
+
+    def __init__(self, detail: str = example) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
