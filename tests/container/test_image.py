@@ -51,6 +51,7 @@ ENDED = ("succeeded", "failed", "cancelled")
 # ~0.2 ms an epoch here: a run of EPOCHS takes ~5 s, long enough to be caught
 # mid-run; LONG outlasts the API's stop and restart
 EPOCHS = 25_000
+LEASE_SECONDS = 5
 LONG = 60_000
 
 # the build and the first start may take minutes on a new machine (the
@@ -151,7 +152,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             {
                 "POSTGRES_PASSWORD": secrets.token_hex(16),
                 "TWOLAYER_PORT": f"127.0.0.1:{port}",  # published on the loopback only
-                "TWOLAYER_LEASE_SECONDS": "5",  # a killed worker's run moves on within ~7 s
+                # a killed worker's run moves on within ~7 s
+                "TWOLAYER_LEASE_SECONDS": str(LEASE_SECONDS),
             },
         )
         config = compose.config()
@@ -292,6 +294,30 @@ def test_a_run_whose_worker_container_goes_away_finishes_on_the_other_bit_for_bi
     )
     stack.compose.settle()
     stack.log.append(f"{victim} back in {time.monotonic() - t:.1f} s")
+
+
+def test_a_postgresql_restart_mid_run_fails_nothing_and_loses_no_epoch(stack: Stack) -> None:
+    """The database away for a moment (its container restarted): the worker
+    keeps training on the lease in hand and writes again once it is back."""
+    key = stack.key("erin")
+    dataset = stack.dataset(key, seed=7)
+    run_id = stack.run(key, dataset, hidden_units=8, epochs=EPOCHS, learning_rate=0.1, seed=9)
+    wait_for("a checkpoint of the run", 60, lambda: stack.lease(run_id)[1] >= 1000)
+    (postgres,) = stack.compose.containers("postgres")
+    t = time.monotonic()
+    podman("restart", "--time", "10", postgres)  # its stop signal, SIGINT: a fast shutdown
+    away = time.monotonic() - t
+    wait_for("/ready after the restart", 60, stack.ready)
+    stack.compose.settle()
+    done = stack.ended(key, run_id)
+    assert done["status"] == "succeeded", done
+    assert done["error"] is None
+    # within the lease the run keeps its attempt; past it, it is resumed
+    assert done["attempts"] == 1 or away > LEASE_SECONDS - 1, (done, away)
+    history = stack.call("GET", f"/runs/{run_id}/history", key).json()
+    assert history["epoch"] == list(range(1, EPOCHS + 1))
+    np.testing.assert_array_equal(stack.theta(key, run_id), stack.uninterrupted(done))
+    stack.log.append(f"postgres restarted in {away:.1f} s; the run's attempts: {done['attempts']}")
 
 
 def test_stopping_the_api_container_loses_nothing_and_a_crash_restarts_it(stack: Stack) -> None:
