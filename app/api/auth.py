@@ -19,13 +19,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.problems import on_database_unavailable, on_domain_error
+from app.api.problems import on_database_error, on_domain_error
 from app.core.errors import Unauthorized
 from app.db.models import OWNER_LOCAL
-from app.db.session import UNAVAILABLE
 from app.services.keys import authenticate
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `twolayer keys create`")
@@ -91,8 +91,8 @@ class AuthGate:
             response = await on_domain_error(Request(scope), exc)
             await response(scope, receive, send)
             return
-        except UNAVAILABLE as exc:  # outside the app: its handlers cannot answer this
-            response = await on_database_unavailable(Request(scope), exc)
+        except DBAPIError as exc:  # outside the app: its handlers cannot answer this
+            response = await on_database_error(Request(scope), exc)
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})[_OWNER] = owner

@@ -11,10 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import DatabaseUnavailable, DomainError
-from app.db.session import UNAVAILABLE
+from app.db.session import is_unavailable
 from app.schemas.common import explain_unknown_fields
 
 log = logging.getLogger("twolayer.api")
@@ -90,7 +91,10 @@ async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    """503 while the database cannot be reached; any other database error is a 500."""
+    if not is_unavailable(exc):
+        return await on_unexpected_error(request, exc)
     log.warning("database unavailable: %s", exc)
     return await on_domain_error(request, DatabaseUnavailable())
 
@@ -106,7 +110,7 @@ def add_problem_handlers(app: FastAPI) -> None:
         (DomainError, on_domain_error),
         (RequestValidationError, on_validation_error),
         (StarletteHTTPException, on_http_error),
-        *((exc_class, on_database_unavailable) for exc_class in UNAVAILABLE),
+        (DBAPIError, on_database_error),
         (Exception, on_unexpected_error),
     ]
     for exc_class, handler in handlers:

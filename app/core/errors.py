@@ -93,11 +93,14 @@ class StorageFull(DomainError):
 
 
 class DatabaseUnavailable(DomainError):
-    """The database could not be reached (restarting, failing over): nothing was
-    written, and the same request may be sent again shortly."""
+    """The database could not be reached (restarting, failing over): a read may
+    be sent again shortly; a write may or may not have taken effect."""
 
     status, title, type = 503, "Database unavailable", "/problems/database-unavailable"
-    example = "the database cannot be reached right now; nothing was written, try again shortly"
+    example = (
+        "the database cannot be reached right now; try again shortly (a write that was "
+        "under way may have taken effect: look before sending it again)"
+    )
 
     def __init__(self, detail: str = example) -> None:
         super().__init__(detail, headers={"Retry-After": "1"})

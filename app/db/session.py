@@ -17,21 +17,41 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 BUSY_TIMEOUT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL: a host that does not answer fails in this long
+# PostgreSQL's SQLSTATEs for a server that is going away or not taking
+# connections (besides class 08, connection exceptions): admin_shutdown,
+# crash_shutdown, cannot_connect_now, too_many_connections
+GOING_AWAY = {"57P01", "57P02", "57P03", "53300"}
 
-# The database could not be reached or dropped the connection: PostgreSQL
-# restarting or failing over, its host name not resolving for a moment, SQLite
-# busy past its timeout. Nothing was written; the same work may be tried again.
-UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached, or dropped the connection: PostgreSQL
+    restarting or failing over, its host name not resolving for a moment, SQLite
+    busy past its timeout. The work may be tried again once it answers (a
+    commit under way may or may not have taken effect). Every other database
+    error (a full disk, a missing table, a cancelled statement) is not this."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.orig.__class__.__module__ == "sqlite3":
+        return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # None: no server reply (connect, lost)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in GOING_AWAY
 
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(

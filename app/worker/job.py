@@ -16,13 +16,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import delete, insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
 from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
-from app.db.session import UNAVAILABLE, Database
+from app.db.session import Database, is_unavailable
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
 from app.worker.lease import (
     LeaseLost,
@@ -76,7 +77,7 @@ class Reporter:
     def __post_init__(self) -> None:
         now = time.monotonic()
         self.attempt_began = (now, self.checkpoint_epoch)  # for the pace of this attempt
-        self.renewed_at = now  # the claim renewed the lease just now
+        self.renewed_at = now  # when the lease was last renewed (the caller may say earlier)
         self.next_renew = now + self.settings.heartbeat_seconds
         self.next_flush = now + self.settings.history_flush_seconds
         self.next_checkpoint = now + self.settings.checkpoint_every_seconds
@@ -113,8 +114,10 @@ class Reporter:
         except LeaseLost:
             self.lost = True
             return True
-        except UNAVAILABLE as exc:
-            return self.database_away(now, exc)
+        except DBAPIError as exc:
+            if not is_unavailable(exc):
+                raise
+            return self.database_away(exc)
         self.pending.clear()  # committed
         if self.unavailable_since is not None:
             log.info(
@@ -136,11 +139,13 @@ class Reporter:
             return True
         return False
 
-    def database_away(self, now: float, exc: Exception) -> bool:
-        """A write failed because the database is unreachable: nothing was written
-        (the epochs stay pending). Training goes on while the lease in hand lasts,
-        trying again at each heartbeat; once it may have expired, another worker
-        may own the run, so this one stops as if it had lost the lease."""
+    def database_away(self, exc: Exception) -> bool:
+        """A write failed because the database is unreachable (the epochs stay
+        pending; a commit that took effect all the same is harmless: the history
+        write replaces its epochs). Training goes on while the lease in hand
+        lasts, trying again at each heartbeat; once it may have expired, another
+        worker may own the run, so this one stops as if it had lost the lease."""
+        now = time.monotonic()  # the write may have waited for its connect timeout
         if self.unavailable_since is None:
             self.unavailable_since = now
             log.warning("run %s: the database is unavailable (%s); retrying", self.run_id, exc)
@@ -177,6 +182,12 @@ class Reporter:
         if self.pending:
             # a Core executemany on the table: cheaper per row than the ORM's bulk path
             table = RunEpoch.metadata.tables[RunEpoch.__tablename__]
+            # the epochs are replaced, not only added: a commit whose answer was
+            # lost (the database went away) may have written them already
+            first = self.pending[0].epoch
+            session.execute(
+                delete(table).where(table.c.run_id == self.run_id, table.c.epoch >= first)
+            )
             session.execute(insert(table), history_rows(self.run_id, self.pending))
 
 
@@ -196,12 +207,12 @@ def execute_run(
     except LeaseLost:
         log.warning("run %s: lease lost, stopping without writing", run_id)
         return "lost"
-    except UNAVAILABLE as exc:
-        # not the run's fault: it stays leased, and once the lease expires it is
-        # re-queued and resumed from its checkpoint (an attempt counted)
-        log.warning("run %s: stopped, the database is unavailable (%s)", run_id, exc)
-        return "lost"
     except Exception as exc:  # the run fails with the reason; the worker lives on
+        if is_unavailable(exc):
+            # not the run's fault: it stays leased, and once the lease expires it
+            # is re-queued and resumed from its checkpoint (an attempt counted)
+            log.warning("run %s: stopped, the database is unavailable (%s)", run_id, exc)
+            return "lost"
         log.exception("run %s failed", run_id)
         try:
             fail_run(db=db, run_id=run_id, owner=owner, error=f"{type(exc).__name__}: {exc}")
@@ -230,10 +241,19 @@ def _train(
     arrays = load_dataset_arrays(db=db, dataset_id=run.dataset_id)
     X = arrays.X.T  # the engine's layout: (n_x, m)
     beat = settings.heartbeat_seconds / 2
+    renewed = time.monotonic()
     with db.write() as session:
         # a resumed run rewrites the epochs after its checkpoint
         start_epoch = checkpoint.epoch if checkpoint is not None else 0
-        fence(session, run_id, owner, epoch=start_epoch, started_at=run.started_at or utcnow())
+        fence(
+            session,
+            run_id,
+            owner,
+            epoch=start_epoch,
+            started_at=run.started_at or utcnow(),
+            # renewed here, where the reporter's count of the lease begins
+            lease_expires_at=lease_expiry(settings.lease_seconds),
+        )
         session.execute(
             delete(RunEpoch).where(RunEpoch.run_id == run_id, RunEpoch.epoch > start_epoch)
         )
@@ -258,6 +278,7 @@ def _train(
         checkpoint_epoch=start_epoch,
         started_at=run.started_at or utcnow(),
     )
+    reporter.renewed_at = renewed
     result = trainer.run(reporter)
     if reporter.lost:
         raise LeaseLost(run_id)

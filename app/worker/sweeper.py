@@ -19,11 +19,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.models import Run
-from app.db.session import Database
+from app.db.session import Database, is_unavailable
 from app.worker.lease import requeue_expired
 
 log = logging.getLogger("twolayer.sweeper")
@@ -36,13 +37,20 @@ def deliver(*, db: Database, submit: Callable[[str], None], run_id: str) -> bool
     except Exception as exc:  # the broker is down: the sweeper sends it later
         log.warning("run %s not delivered now (%s); it will be sent again", run_id, exc)
         return False
-    with db.write() as session:
-        session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.status == "queued")
-            .values(delivered_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+    try:
+        with db.write() as session:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.status == "queued")
+                .values(delivered_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+    except DBAPIError as exc:
+        if not is_unavailable(exc):
+            raise
+        # sent, but not recorded as sent: a sweeper sends it again later, and
+        # the claim drops whichever copy comes second
+        log.warning("run %s sent; its delivery not recorded (%s)", run_id, exc)
     return True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,14 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import event, func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
 from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
-from app.db.session import Database
+from app.db.session import Database, is_unavailable
 from app.nn import Hyperparameters, Model, Trainer
 from app.services import datasets, runs
 from app.worker.job import execute_run
@@ -365,9 +366,11 @@ def test_the_fence_touches_only_our_running_run(settings: Settings, db: Database
 
 class FlakyDatabase:
     """`db` whose write sessions fail as an unreachable database makes them
-    fail: at connect ("connect": nothing ran) or at commit ("commit": what the
-    session executed is rolled back). `fail` maps a write's ordinal (1 for the
-    first) to how; `fail_from` fails every write from that ordinal on."""
+    fail: at connect ("connect": nothing ran), at commit ("commit": what the
+    session executed is rolled back), or after a commit whose answer was lost
+    ("committed": it took effect, the caller cannot know); or with a database
+    error that is not an outage ("broken"). `fail` maps a write's ordinal (1 for
+    the first) to how; `fail_from` fails every write from that ordinal on."""
 
     def __init__(self, db: Database, fail: dict[int, str], fail_from: int | None = None) -> None:
         self.db = db
@@ -386,10 +389,14 @@ class FlakyDatabase:
             how = "connect"
         if how == "connect":
             raise OperationalError("connect", {}, Exception("connection refused"))
+        if how == "broken":
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("no such table: x"))
         with self.db.write() as session:
             yield session
             if how == "commit":
                 raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        if how == "committed":
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
 
 def test_a_database_outage_shorter_than_the_lease_loses_nothing(
@@ -400,8 +407,9 @@ def test_a_database_outage_shorter_than_the_lease_loses_nothing(
     loses its attempt, and its history has every epoch once."""
     fast = settings.model_copy(update={"heartbeat_seconds": 0.01, "history_flush_seconds": 0.01})
     run_id, dataset_id = new_run(db, fast, epochs=300, batch_size=2)
-    # writes 1 and 2 claim and start the run; then three heartbeats fail
-    flaky = FlakyDatabase(db, {3: "connect", 4: "commit", 6: "commit"})
+    # writes 1 and 2 claim and start the run; then four heartbeats fail, one
+    # of them after its commit took effect (its epochs are written again)
+    flaky = FlakyDatabase(db, {3: "connect", 4: "commit", 5: "committed", 7: "commit"})
     caplog.set_level(logging.INFO, logger="twolayer.worker")
     outcome = execute_run(db=flaky, settings=fast, run_id=run_id, owner="me")  # type: ignore[arg-type]
     assert outcome == "succeeded"
@@ -452,3 +460,46 @@ def test_a_database_gone_when_the_run_ends_leaves_it_to_its_lease_not_failed(
         run = s.get(Run, run_id)
         assert run is not None
         assert (run.status, run.error) == ("running", None)
+
+
+def test_a_database_error_that_is_no_outage_fails_the_run_with_its_reason(
+    settings: Settings, db: Database
+) -> None:
+    run_id, _ = new_run(db, settings, epochs=300, batch_size=2)
+    fast = settings.model_copy(update={"heartbeat_seconds": 0.01})
+    flaky = FlakyDatabase(db, {3: "broken"})
+    assert execute_run(db=flaky, settings=fast, run_id=run_id, owner="me") == "failed"  # type: ignore[arg-type]
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        assert run.status == "failed"
+        assert run.error is not None
+        assert "no such table" in run.error
+
+
+class ServerError(Exception):
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (OperationalError("connect", {}, ServerError(None)), True),  # no reply at all
+        (OperationalError("q", {}, ServerError("08006")), True),  # connection failure
+        (OperationalError("q", {}, ServerError("57P01")), True),  # admin shutdown
+        (OperationalError("q", {}, ServerError("57P03")), True),  # cannot connect now
+        (OperationalError("q", {}, ServerError("53300")), True),  # too many connections
+        (OperationalError("q", {}, ServerError("53100")), False),  # disk full
+        (OperationalError("q", {}, ServerError("57014")), False),  # statement cancelled
+        (OperationalError("q", {}, ServerError("40P01")), False),  # deadlock
+        (OperationalError("q", {}, sqlite3.OperationalError("database is locked")), True),
+        (OperationalError("q", {}, sqlite3.OperationalError("no such table: run")), False),
+        (InterfaceError("q", {}, Exception("connection already closed")), True),
+        (IntegrityError("q", {}, Exception("duplicate key")), False),
+        (ValueError("not a database error"), False),
+    ],
+)
+def test_which_database_errors_are_an_outage(error: Exception, unavailable: bool) -> None:
+    assert is_unavailable(error) is unavailable
