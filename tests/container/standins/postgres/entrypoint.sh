@@ -23,10 +23,17 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
     echo "listen_addresses = '*'" >>"$PGDATA/postgresql.conf"
     if [ "$db" != "postgres" ]; then
-        as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
-        as_postgres psql -v ON_ERROR_STOP=1 --username="$user" --dbname=postgres \
-            -c "CREATE DATABASE \"$db\"" >/dev/null
+        # a server for the set-up only, on a socket of its own: a healthcheck
+        # (pg_isready on the usual socket) must not take it for the real one
+        init=$(mktemp -d)
+        chown postgres "$init"
+        as_postgres pg_ctl -D "$PGDATA" -w start \
+            -o "-c listen_addresses='' -c unix_socket_directories=$init" >/dev/null
+        # the name as a psql variable, quoted by psql (:"db"): any name is safe
+        printf 'CREATE DATABASE :"db";\n' | as_postgres psql -v ON_ERROR_STOP=1 \
+            --host="$init" --username="$user" --dbname=postgres -v db="$db" >/dev/null
         as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+        rmdir "$init"
     fi
 fi
 shift
