@@ -212,6 +212,16 @@ def test_the_image_runs_unprivileged_and_its_healthchecks_tell_the_truth(stack: 
         podman("kill", "--signal", "CONT", one)
 
 
+def remove(name: str) -> None:
+    """`podman rm --force`, again while the container is still there: a removal
+    racing podman's own clean-up of an exiting container can leave it behind."""
+    for _ in range(10):
+        podman("rm", "--force", "--ignore", "--time", "2", name, check=False)
+        if podman("container", "exists", name, check=False).returncode != 0:
+            return
+        time.sleep(0.5)
+
+
 def moment(stamp: str) -> datetime:
     """podman's RFC 3339 time (nanoseconds, trailing zeros trimmed) as a datetime."""
     head, dot, rest = stamp.partition(".")
@@ -458,4 +468,4 @@ def test_the_image_on_the_hosts_own_postgresql_and_redis(stack: Stack) -> None:
                 logs = podman("logs", name, check=False)
                 (stack.workdir / f"{name}.log").write_text(logs.stdout + logs.stderr)
             for name in (api, worker):
-                podman("rm", "--force", "--ignore", "--time", "2", name, check=False)
+                remove(name)
