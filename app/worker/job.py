@@ -182,12 +182,13 @@ class Reporter:
         if self.pending:
             # a Core executemany on the table: cheaper per row than the ORM's bulk path
             table = RunEpoch.metadata.tables[RunEpoch.__tablename__]
-            # the epochs are replaced, not only added: a commit whose answer was
-            # lost (the database went away) may have written them already
-            first = self.pending[0].epoch
-            session.execute(
-                delete(table).where(table.c.run_id == self.run_id, table.c.epoch >= first)
-            )
+            if self.unavailable_since is not None:
+                # after an outage the epochs are replaced, not only added: a commit
+                # whose answer was lost may have written them already
+                first = self.pending[0].epoch
+                session.execute(
+                    delete(table).where(table.c.run_id == self.run_id, table.c.epoch >= first)
+                )
             session.execute(insert(table), history_rows(self.run_id, self.pending))
 
 
