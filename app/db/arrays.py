@@ -43,6 +43,11 @@ def load_dataset_arrays(*, db: Database, dataset_id: str) -> DatasetArrays:
         ).one_or_none()
     if row is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
-    arrays, _ = load_npz(row.data)
+    return dataset_arrays(row.data, list(row.classes))
+
+
+def dataset_arrays(data: bytes, classes: list[Label]) -> DatasetArrays:
+    """The inverse of dataset_blob, with the dataset's classes."""
+    arrays, _ = load_npz(data)
     codes = arrays["y"].astype(np.float64).reshape(1, -1)
-    return DatasetArrays(X=arrays["X"], Y=codes, classes=list(row.classes))
+    return DatasetArrays(X=arrays["X"], Y=codes, classes=classes)

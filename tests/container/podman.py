@@ -84,8 +84,13 @@ def image_labels(ref: str) -> dict[str, str] | None:
     """The image's labels ({} when it has none), None when it is not in the store."""
     if podman("image", "exists", ref, check=False).returncode != 0:
         return None
+    return dict(image_info(ref).get("Labels") or {})
+
+
+def image_info(ref: str) -> dict[str, Any]:
+    """`podman image inspect REF`, parsed."""
     (info,) = json.loads(podman("image", "inspect", ref).stdout)
-    return dict(info.get("Labels") or {})
+    return dict(info)
 
 
 # ------------------------------------------------------------------ stand-ins

@@ -15,7 +15,6 @@ This module fails, never skips, when podman is missing: `make image-test`
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import secrets
@@ -31,10 +30,9 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 
-from app.db.arrays import load_dataset_arrays
+from app.db.arrays import DatasetArrays, dataset_arrays, load_dataset_arrays
 from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
-from app.nn.serialization import load_npz
 from tests.container.podman import (
     ROOT,
     Compose,
@@ -43,6 +41,7 @@ from tests.container.podman import (
     build_project_image,
     dockerfile_bases,
     ensure_image,
+    image_info,
     inspect,
     podman,
     wait_for,
@@ -138,10 +137,7 @@ class Stack:
         blob = self.compose.psql(
             f"SELECT encode(data, 'base64') FROM dataset WHERE id = '{run['dataset_id']}'"
         )
-        arrays, _ = load_npz(base64.b64decode(blob))
-        Y = arrays["y"].astype(np.float64).reshape(1, -1)
-        trainer = Trainer(arrays["X"].T, Y, Hyperparameters(**run["hyperparameters"]))
-        return trainer.run().model.params.theta
+        return trained_here(dataset_arrays(base64.b64decode(blob), []), run)
 
     def ready(self) -> bool:
         try:
@@ -198,7 +194,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_the_image_runs_unprivileged_and_its_healthchecks_tell_the_truth(stack: Stack) -> None:
-    (info,) = _image_info(stack.image)
+    info = image_info(stack.image)
     assert info["Config"]["User"] == f"{UID}:{UID}"
     assert "/health" in " ".join(info["Healthcheck"]["Test"])  # kept: built in docker format
     for name in [*stack.compose.containers("api"), *stack.compose.containers("worker")]:
@@ -217,6 +213,12 @@ def test_the_image_runs_unprivileged_and_its_healthchecks_tell_the_truth(stack: 
         assert podman("healthcheck", "run", other, check=False, timeout=60).returncode == 0
     finally:
         podman("kill", "--signal", "CONT", one)
+
+
+def trained_here(arrays: DatasetArrays, run: dict[str, Any]) -> np.ndarray:
+    """θ of the run (as GET /runs/{id} reads it) trained in this process, in one go."""
+    hp = Hyperparameters(**run["hyperparameters"])
+    return Trainer(arrays.X.T, arrays.Y, hp).run().model.params.theta
 
 
 def remove(name: str) -> None:
@@ -238,10 +240,6 @@ def moment(stamp: str) -> datetime:
     assert digits is not None
     zone = rest[digits.end() :]
     return datetime.fromisoformat(f"{head}.{digits.group()[:6].ljust(6, '0')}{zone}")
-
-
-def _image_info(image: str) -> list[dict[str, Any]]:
-    return list(json.loads(podman("image", "inspect", image).stdout))
 
 
 def test_migrate_ran_first_and_keys_from_the_api_container_open_the_api(stack: Stack) -> None:
@@ -463,9 +461,7 @@ def test_the_image_on_the_hosts_own_postgresql_and_redis(stack: Stack) -> None:
                 arrays = load_dataset_arrays(db=db, dataset_id=dataset)
             finally:
                 db.dispose()
-            hp = Hyperparameters(**done["hyperparameters"])
-            expected = Trainer(arrays.X.T, arrays.Y, hp).run().model.params.theta
-            np.testing.assert_array_equal(host.theta(key, run_id), expected)
+            np.testing.assert_array_equal(host.theta(key, run_id), trained_here(arrays, done))
             answer = host.call(
                 "POST", "/predict", key, json={"run_id": run_id, "instances": [[0, 1]]}
             )

@@ -81,6 +81,21 @@ def uninterrupted(db: Database, run_id: str, dataset_id: str) -> np.ndarray:
     return result.model.params.theta
 
 
+def train_in_background(
+    db: Database, settings: Settings, run_id: str
+) -> tuple[threading.Thread, list[str]]:
+    """execute_run as worker "me" in a started thread; the list gets its outcome."""
+    outcome: list[str] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            execute_run(db=db, settings=settings, run_id=run_id, owner="me")
+        ),
+        daemon=True,
+    )
+    worker.start()
+    return worker, outcome
+
+
 def until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
     """Poll until `condition` holds; a failure, not a hang, if the worker died."""
     deadline = time.monotonic() + timeout
@@ -122,14 +137,7 @@ def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
     settings: Settings, db: Database
 ) -> None:
     run_id, _ = new_run(db, settings, epochs=100000, batch_size=4)
-    outcome: list[str] = []
-    worker = threading.Thread(
-        target=lambda: outcome.append(
-            execute_run(db=db, settings=settings, run_id=run_id, owner="me")
-        ),
-        daemon=True,
-    )
-    worker.start()
+    worker, outcome = train_in_background(db, settings, run_id)
     until(lambda: history_epochs(db, run_id), "an epoch in the history")
     with db.write() as s:  # another worker takes the run over
         s.execute(update(Run).where(Run.id == run_id).values(lease_owner="thief", epoch=-1))
@@ -237,14 +245,7 @@ def test_cancel_takes_effect_inside_an_epoch(
         return real_step(self, *args)
 
     monkeypatch.setattr(Trainer, "_step", slow_step)
-    outcome: list[str] = []
-    worker = threading.Thread(
-        target=lambda: outcome.append(
-            execute_run(db=db, settings=settings, run_id=run_id, owner="me")
-        ),
-        daemon=True,
-    )
-    worker.start()
+    worker, outcome = train_in_background(db, settings, run_id)
 
     def training() -> bool:
         with db.read() as s:
