@@ -115,15 +115,25 @@ def test_a_reconnecting_client_gets_the_epochs_after_its_last_event_id(
 
 
 def test_while_it_trains_something_comes_every_second(service: TestClient) -> None:
-    run_id = start_run(service, sample_dataset(service, "spiral", 2000), epochs=400, batch_size=8)
-    seen = events(service, f"/runs/{run_id}/events")
-    assert seen[-1]["at"] - seen[0]["at"] > 2.0  # long enough to show the rhythm
+    """Watched for 3 s of a run far too long to end by then, whatever the machine's
+    speed; then cancelled, and the stream ends with it."""
+    run_id = start_run(service, sample_dataset(service, "spiral", 2000), epochs=5000, batch_size=8)
+    seen: list[dict[str, Any]] = []
+    for event in stream(service, f"/runs/{run_id}/events"):
+        seen.append(event)
+        if event["event"] == "end" or event["at"] - seen[0]["at"] > 3.0:
+            break
+    assert seen[-1]["event"] != "end", "the run ended before 3 s: make it longer"
     training = [e for e in seen if e["event"] in ("epochs", "progress")]
     assert len(training) >= 3
     gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(seen)]
     assert max(gaps) < 2.0, gaps  # one a second, give or take a poll and a slow CI
     progress = [e["data"] for e in seen if e["event"] == "progress"]
     assert all(p["status"] == "running" for p in progress)
+    assert service.post(f"/runs/{run_id}/cancel").status_code == 202  # cancelling
+    rest = events(service, f"/runs/{run_id}/events?since={seen[-1].get('id', 0)}", timeout=30)
+    assert rest[-1]["event"] == "end"
+    assert rest[-1]["data"]["status"] == "cancelled"
 
 
 def test_a_queued_run_says_where_it_stands(api: TestClient) -> None:
