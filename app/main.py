@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import app as package
-from app.api import datasets, docs, health, predict, runs
+from app.api import datasets, docs, health, predict, runs, ui
 from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.openapi import build_openapi, operation_id
@@ -30,6 +30,9 @@ they stand: **POST /datasets/samples** (a generated dataset) → **POST
 `moons-tour`) until its status is `succeeded`, about a second → **POST
 /predict** (`run_name` `moons-tour`). Then follow a run live with **GET
 /runs/{run_id}/events**, or download its model file.
+
+**The dashboard**: [/ui](/ui) lists your runs with their curves, starts new
+ones and compares them, in this browser.
 """
 
 
@@ -74,7 +77,7 @@ def create_app(
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     # first: routes match in order (served by plain routes, documented by the routers)
     app.router.routes.extend([*predict.routes, *datasets.routes])
-    for router in (health.router, runs.router, datasets.router, docs.router):
+    for router in (health.router, runs.router, datasets.router, docs.router, ui.router):
         app.include_router(router)
     app.mount("/static", docs.static_files(), name="static")
 

@@ -3,7 +3,8 @@
 `AuthGate` decides it for every request before any byte of the body is read
 (an unauthenticated 60 MiB body is refused at its headers); the routes read
 the owner it found (`owner_of`). `/health`, `/ready`, the docs pages, the
-OpenAPI document and their assets (`OPEN_PATHS`, `OPEN_PREFIXES`) need no key.
+OpenAPI document, the dashboard's page shells and their assets (`OPEN_PATHS`,
+`OPEN_PREFIXES`) need no key.
 
 Verified keys are remembered for `key_cache_seconds` (by their hash, never in
 clear), so a request does not hit the database to authenticate; a revoked
@@ -47,8 +48,10 @@ class KeyCache:
         self._owners[digest] = (owner, time.monotonic() + ttl)
 
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/redoc", "/openapi.json"})
-OPEN_PREFIXES = ("/static/",)
+# The dashboard's page shells (/ui, app.api.ui) hold no owner data: a browser's
+# navigation cannot send the key, so the pages' scripts send it with each call.
+OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui"})
+OPEN_PREFIXES = ("/static/", "/ui/")
 _OWNER = "owner"  # where AuthGate leaves the owner, in the request's state
 
 
