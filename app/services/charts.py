@@ -97,12 +97,10 @@ def _history_arrays(session: Session, run: Run) -> tuple[np.ndarray, dict[str, n
         .where(RunEpoch.run_id == run.id)
         .order_by(RunEpoch.epoch)
     ).all()
-    epochs = np.array([r[0] for r in rows], dtype=np.int64)
-    columns = {
-        name: np.array([np.nan if r[i] is None else r[i] for r in rows], dtype=np.float64)
-        for i, name in enumerate(SERIES, start=1)
-    }
-    return epochs, columns
+    epoch, *figures = zip(*rows, strict=True) if rows else ((),) * (1 + len(SERIES))
+    # NumPy turns None into NaN in a float64 array
+    columns = {name: np.array(v, dtype=np.float64) for name, v in zip(SERIES, figures, strict=True)}
+    return np.array(epoch, dtype=np.int64), columns
 
 
 def _plain(values: np.ndarray) -> list[float | None]:
