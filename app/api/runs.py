@@ -227,9 +227,10 @@ async def get_boundary(
     ] = charts.BOUNDARY_RESOLUTION_DEFAULT,
 ) -> BoundaryRead:
     """For a dataset of two features: ŷ over the plane of the training points,
-    computed with the run's current weights, and the points with their labels
-    (at most 2000, a fixed sample). 409 for another number of features, or while
-    the run has no weights."""
+    computed with the run's model (while it trains: its latest checkpoint's
+    weights, `epoch` says which), and the points with their labels (at most
+    2000, a fixed sample). 409 for another number of features, or while the run
+    has no weights yet."""
     boundary = await asyncio.to_thread(
         charts.get_boundary, db=db, cache=cache, owner=owner, run_id=run_id, resolution=resolution
     )

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import NotTwoFeatures
 from app.db.arrays import load_dataset_arrays
-from app.db.models import Dataset, Run, RunEpoch, StoredModel
+from app.db.models import Checkpoint, Dataset, Run, RunEpoch, StoredModel
 from app.db.session import Database
+from app.nn.checkpoint import decode_checkpoint
 from app.nn.preprocessing import Label
 from app.services.model_cache import ModelCache
 from app.services.ownership import owned
@@ -191,9 +192,10 @@ def _axis(values: np.ndarray, resolution: int) -> np.ndarray:
 def get_boundary(
     *, db: Database, cache: ModelCache, owner: str, run_id: str, resolution: int
 ) -> Boundary:
-    """The decision boundary of the run's current weights on its dataset's plane;
-    NotTwoFeatures (409) unless the dataset has exactly two features, RunHasNoModel
-    (409) while the run has no weights."""
+    """The decision boundary of the run's weights on its dataset's plane: its
+    model once it has ended, its latest checkpoint while it trains. NotTwoFeatures
+    (409) unless the dataset has exactly two features, RunHasNoModel (409) while
+    the run has neither (queued, or before its first checkpoint)."""
     with db.read() as session:
         run = owned(session, Run, run_id, owner, "run")
         dataset = session.get(Dataset, run.dataset_id)
@@ -205,7 +207,15 @@ def get_boundary(
             )
         features, dataset_id = list(dataset.feature_names), dataset.id
         model_epoch = session.scalar(select(StoredModel.epoch).where(StoredModel.run_id == run_id))
-    model = get_model(db=db, cache=cache, owner=owner, run_id=run_id)  # 409 without weights
+        latest = None
+        if model_epoch is None:  # training: its latest checkpoint's weights, if any
+            latest = session.execute(
+                select(Checkpoint.epoch, Checkpoint.data).where(Checkpoint.run_id == run_id)
+            ).one_or_none()
+    if latest is not None:
+        model, model_epoch = decode_checkpoint(latest.data).model(), latest.epoch
+    else:
+        model = get_model(db=db, cache=cache, owner=owner, run_id=run_id)  # 409 without weights
     arrays = load_dataset_arrays(db=db, dataset_id=dataset_id)
     X, codes = arrays.X, arrays.Y[0]  # X (m, 2) rows
     xs, ys = _axis(X[:, 0], resolution), _axis(X[:, 1], resolution)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -228,3 +229,25 @@ def test_another_owners_run_has_no_chart_csv_or_boundary(
         assert secured.get(f"/runs/{run_id}/{path}", headers=alice).status_code == 200
         problem_of(secured.get(f"/runs/{run_id}/{path}", headers=bob), 404)
         problem_of(secured.get(f"/runs/{run_id}/{path}"), 401)
+
+
+def test_while_it_trains_the_boundary_is_its_latest_checkpoints(service: TestClient) -> None:
+    run_id = start_run(service, sample_dataset(service, "moons", 200), epochs=100_000)
+    wait_for(service, run_id, lambda r: r["status"] == "running" and r["progress"]["epoch"] > 0)
+    deadline = time.monotonic() + 30
+    while (response := service.get(f"/runs/{run_id}/boundary")).status_code == 409:
+        assert time.monotonic() < deadline, "no checkpoint after 30 s"
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    first = response.json()["epoch"]
+    assert 0 < first < 100_000
+    wait_for(service, run_id, lambda r: r["progress"]["epoch"] > first + 1000)
+    deadline = time.monotonic() + 30
+    while service.get(f"/runs/{run_id}/boundary").json()["epoch"] == first:
+        assert time.monotonic() < deadline, "the boundary did not follow the checkpoints"
+        time.sleep(0.1)
+    assert service.post(f"/runs/{run_id}/cancel").status_code == 202
+    cancelled = wait_for(service, run_id, ended)
+    assert cancelled["status"] == "cancelled"
+    final = service.get(f"/runs/{run_id}/boundary").json()
+    assert final["epoch"] == cancelled["progress"]["epoch"]  # the model it kept
