@@ -14,21 +14,31 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.auth import OwnerDep, authenticate_headers
 from app.api.deps import CacheDep, DatabaseDep, ExecutorDep, Limit, Offset, SettingsDep
-from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns, Unauthorized
+from app.core.errors import (
+    Invalid,
+    NotFound,
+    NotTwoFeatures,
+    RunEnded,
+    RunHasNoModel,
+    TooManyRuns,
+    Unauthorized,
+)
 from app.core.ids import ID_PATTERN
 from app.core.text import NAME_MAX, NO_NUL
 from app.db.models import RunStatus
 from app.schemas.common import Page, problems
 from app.schemas.runs import (
     TOUR_RUN_NAME,
+    BoundaryRead,
     ModelRead,
+    RunChart,
     RunCreate,
     RunHistory,
     RunRead,
     model_json,
     run_read,
 )
-from app.services import run_history
+from app.services import charts, run_history
 from app.services import runs as service
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -152,6 +162,79 @@ async def get_history(
         run_history.get_history, db=db, owner=owner, run_id=run_id, since=since
     )
     return RunHistory.model_validate(history, from_attributes=True)
+
+
+@router.get(
+    "/{run_id}/history.csv",
+    summary="Download a run's history as CSV",
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "one row per epoch"},
+        **problems(NotFound),
+    },
+    response_class=StreamingResponse,
+)
+async def get_history_csv(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> StreamingResponse:
+    """Columns `epoch,train_cost,validation_cost,train_accuracy,validation_accuracy`,
+    oldest epoch first; a validation cell is empty without validation."""
+    chunks = await asyncio.to_thread(charts.history_csv, db=db, owner=owner, run_id=run_id)
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{run_id}-history.csv"'},
+    )
+
+
+@router.get("/{run_id}/chart", summary="A run's history for a chart", responses=problems(NotFound))
+async def get_chart(
+    run_id: RunId,
+    db: DatabaseDep,
+    owner: OwnerDep,
+    points: Annotated[
+        int,
+        Query(
+            ge=charts.CHART_POINTS_MIN,
+            le=charts.CHART_POINTS_MAX,
+            description="the most epochs to send",
+        ),
+    ] = charts.CHART_POINTS_DEFAULT,
+) -> RunChart:
+    """The history downsampled to at most `points` epochs, keeping every bucket's
+    extremes: a 100 000-epoch run draws as fast as a short one. Follow it live
+    from its last epoch with GET /runs/{id}/events?since=."""
+    chart = await asyncio.to_thread(
+        charts.get_chart, db=db, owner=owner, run_id=run_id, points=points
+    )
+    return RunChart.model_validate(chart, from_attributes=True)
+
+
+@router.get(
+    "/{run_id}/boundary",
+    summary="A run's decision boundary",
+    responses=problems(NotFound, NotTwoFeatures, RunHasNoModel),
+)
+async def get_boundary(
+    run_id: RunId,
+    db: DatabaseDep,
+    cache: CacheDep,
+    owner: OwnerDep,
+    resolution: Annotated[
+        int,
+        Query(
+            ge=charts.BOUNDARY_RESOLUTION_MIN,
+            le=charts.BOUNDARY_RESOLUTION_MAX,
+            description="grid points along each axis",
+        ),
+    ] = charts.BOUNDARY_RESOLUTION_DEFAULT,
+) -> BoundaryRead:
+    """For a dataset of two features: ŷ over the plane of the training points,
+    computed with the run's model (while it trains: its latest checkpoint's
+    weights, `epoch` says which), and the points with their labels (at most
+    2000, a fixed sample). 409 for another number of features, or while the run
+    has no weights yet."""
+    boundary = await asyncio.to_thread(
+        charts.get_boundary, db=db, cache=cache, owner=owner, run_id=run_id, resolution=resolution
+    )
+    return BoundaryRead.model_validate(charts.boundary_json(boundary))
 
 
 async def existing_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> str:

@@ -50,6 +50,13 @@ class RunEnded(Conflict):
     example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has already ended (succeeded)"
 
 
+class NotTwoFeatures(Conflict):
+    type = "/problems/not-two-features"
+    example = (
+        "dataset 6c1f… has 5 features; a decision boundary is drawn for a dataset of exactly two"
+    )
+
+
 class Unauthorized(DomainError):
     status, title, type = 401, "Unauthorized", "/problems/unauthorized"
     example = "an API key is required: Authorization: Bearer KEY"
