@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -46,24 +47,30 @@ class Site:
     refused: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`twolayer serve` on the embedded default (SQLite, local executor, auth off)."""
-    workdir = tmp_path_factory.mktemp("serve")
-    process, base = start_serve(workdir, {"TWOLAYER_DATABASE_URL": f"sqlite:///{workdir}/t.db"})
-    yield base
-    os.killpg(process.pid, signal.SIGTERM)
+@contextmanager
+def serving(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`twolayer serve` on SQLite in `workdir` with `env` added; its base URL once
+    it answers (it has migrated its database: keys can be made from then on)."""
+    full = {"TWOLAYER_DATABASE_URL": f"sqlite:///{workdir}/t.db", **(env or {})}
+    ready = "/health" if full.get("TWOLAYER_AUTH") == "required" else "/ready"
+    process, base = start_serve(workdir, full, ready=ready)
     try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
 
 
-@pytest.fixture
-def page(browser: Browser, server: str) -> Iterator[tuple[Page, Site]]:
-    site = Site(server)
-    host = urlparse(server).hostname
+@contextmanager
+def guarded_page(browser: Browser, base: str) -> Iterator[tuple[Page, Site]]:
+    """A page in a fresh context whose requests off `base`'s host are refused
+    and recorded in the Site."""
+    site = Site(base)
+    host = urlparse(base).hostname
 
     def only_loopback(route: Route) -> None:
         url = route.request.url
@@ -76,5 +83,20 @@ def page(browser: Browser, server: str) -> Iterator[tuple[Page, Site]]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.route("**/*", only_loopback)
-    yield page, site
-    context.close()
+    try:
+        yield page, site
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`twolayer serve` on the embedded default (SQLite, local executor, auth off)."""
+    with serving(tmp_path_factory.mktemp("serve")) as base:
+        yield base
+
+
+@pytest.fixture
+def page(browser: Browser, server: str) -> Iterator[tuple[Page, Site]]:
+    with guarded_page(browser, server) as guarded:
+        yield guarded

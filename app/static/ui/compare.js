@@ -24,14 +24,14 @@ function same(values) {
   return values.every((v) => JSON.stringify(v) === first);
 }
 
-function tables(runs) {
+function tables(runs, datasets) {
   const names = [...new Set(runs.flatMap((run) => Object.keys(run.hyperparameters)))];
-  const rows = [["dataset", runs.map((run) => run.dataset_id)], ...names.map((n) => [n, runs.map((run) => run.hyperparameters[n])])];
+  const rows = [["dataset", runs.map((run) => datasets.get(run.dataset_id) || run.dataset_id)], ...names.map((n) => [n, runs.map((run) => run.hyperparameters[n])])];
   const hyper = document.getElementById("compare-hyperparameters");
   hyper.tHead.replaceChildren(header(runs));
   hyper.tBodies[0].replaceChildren(
     ...rows.map(([name, values]) => {
-      const tr = el("tr", {}, el("th", { text: name }), ...values.map((v) => el("td", { class: "num", text: fmt(v, 6) })));
+      const tr = el("tr", {}, el("th", { text: name }), ...values.map((v) => el("td", { class: name === "dataset" ? "wrap" : "num", text: fmt(v, 6) })));
       tr.dataset.name = name;
       if (!same(values)) tr.classList.add("differs");
       return tr;
@@ -95,8 +95,16 @@ async function start() {
   }
   const runs = await Promise.all(ids.map((id) => getJSON(`/runs/${encodeURIComponent(id)}`)));
   const histories = await Promise.all(ids.map((id) => getJSON(`/runs/${encodeURIComponent(id)}/chart?points=${POINTS}`)));
+  const datasets = new Map(
+    await Promise.all(
+      [...new Set(runs.map((run) => run.dataset_id))].map(async (id) => {
+        const d = await getJSON(`/datasets/${encodeURIComponent(id)}`).catch(() => null);
+        return [id, d ? d.name : id];
+      }),
+    ),
+  );
   document.getElementById("title").textContent = `Compare ${runs.length} runs`;
-  tables(runs);
+  tables(runs, datasets);
   charts(runs, histories);
   document.body.dataset.loaded = "true";
 }

@@ -40,6 +40,7 @@ let tail = emptyColumns(); // raw epochs appended from the stream since
 let refetching = null;
 let boundaryTimer = null;
 let hasBoundary = true; // until the server says the dataset has not two features
+let datasetName = "";
 
 function emptyColumns() {
   return Object.fromEntries(COLUMNS.map((c) => [c, []]));
@@ -146,6 +147,9 @@ function append(data) {
     if (values) tail[c].push(...values.slice(start));
     else tail[c] = []; // no validation split: no series
   }
+  live.epoch = Math.max(live.epoch || 0, lastEpoch());
+  renderStatus(live);
+  root.dataset.streamed = String(Number(root.dataset.streamed || 0) + data.epoch.length - start);
   if (tail.epoch.length > BUDGET && !refetching) {
     refetching = fetchChart()
       .catch(() => {})
@@ -173,7 +177,7 @@ function renderRun() {
     ...Object.entries(run.hyperparameters).map(([name, value]) =>
       el("tr", {}, el("th", { text: name }), el("td", { class: "num", text: fmt(value, 6) })),
     ),
-    el("tr", {}, el("th", { text: "dataset" }), el("td", { text: run.dataset_id })),
+    el("tr", {}, el("th", { text: "dataset" }), el("td", { class: "wrap", text: datasetName })),
   );
   const metrics = document.querySelector("#metrics tbody");
   const m = run.metrics;
@@ -200,7 +204,10 @@ function renderRun() {
   document.getElementById("download-json").disabled = !hasModel;
 }
 
+let live = {}; // where the run stands, as the stream last said
+
 function renderStatus(state) {
+  live = { ...state };
   const status = document.getElementById("status");
   status.textContent = state.status;
   status.className = `status ${state.status}`;
@@ -208,6 +215,8 @@ function renderStatus(state) {
   const progress = document.getElementById("progress");
   const epoch = state.epoch ?? state.progress?.epoch ?? 0;
   const epochs = state.epochs ?? state.progress?.epochs ?? 0;
+  live.epoch = epoch;
+  live.epochs = epochs;
   let text = `epoch ${epoch} of ${epochs}`;
   if (state.queue_position) text += ` · position ${state.queue_position} in the queue`;
   if (state.eta_seconds !== null && state.eta_seconds !== undefined) text += ` · about ${Math.ceil(state.eta_seconds)} s left`;
@@ -375,6 +384,8 @@ function watchBoundary(active) {
 
 async function start() {
   run = await getJSON(path);
+  const dataset = await getJSON(`/datasets/${encodeURIComponent(run.dataset_id)}`).catch(() => null);
+  datasetName = dataset ? dataset.name : run.dataset_id;
   renderRun();
   await fetchChart();
   await refreshBoundary();

@@ -38,6 +38,14 @@ function row(run) {
   };
 }
 
+function when(iso) {
+  const date = new Date(iso);
+  const today = date.toDateString() === new Date().toDateString();
+  return today
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : date.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
+}
+
 function compareValues(a, b) {
   const missingA = a === null || a === undefined;
   const missingB = b === null || b === undefined;
@@ -71,8 +79,8 @@ function render() {
         "tr",
         {},
         el("td", { class: "check" }, box),
-        el("td", {}, el("a", { href: url(`/ui/runs/${encodeURIComponent(run.id)}`), text: r.name })),
-        el("td", { text: r.dataset }),
+        el("td", { class: "wrap" }, el("a", { href: url(`/ui/runs/${encodeURIComponent(run.id)}`), text: r.name })),
+        el("td", { class: "wrap", text: r.dataset }),
         el("td", {}, el("span", { class: `status ${run.status}`, text: run.status })),
         el("td", { class: "num" }, bar, el("span", { class: "muted", text: ` ${run.progress.epoch}` })),
         el("td", { class: "num", text: fmt(r.hidden_units) }),
@@ -84,7 +92,7 @@ function render() {
         el("td", { class: "num", text: fmt(r.validation_accuracy) }),
         el("td", { class: "num", text: fmt(r.train_cost) }),
         el("td", { class: "num", text: fmt(r.validation_cost) }),
-        el("td", { class: "muted", text: new Date(run.created_at).toLocaleString() }),
+        el("td", { class: "muted", text: when(run.created_at), title: run.created_at }),
       );
       tr.dataset.runId = run.id;
       tr.dataset.status = run.status;

@@ -1,0 +1,284 @@
+"""The dashboard (/ui) in Chromium against a real `twolayer serve`: the runs
+page, a run started from the form whose curves grow, cancel, compare, the
+decision boundary, and the key asked for when auth is on. Every request off
+the loopback server is refused and recorded, and none may be attempted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.browser.conftest import Site, guarded_page, serving
+from tests.helpers import TWOLAYER
+
+# set to a directory to keep the screenshots and look at them
+SHOTS = os.environ.get("TWOLAYER_TEST_SCREENSHOTS")
+# set to a path (docs/dashboard.png) to write the README's picture of a run page
+DASHBOARD_PNG = os.environ.get("TWOLAYER_DASHBOARD_PNG")
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Auth off, two workers (a long run never holds up the next test's), and
+    the history written every 0.2 s so a short run's curves visibly grow."""
+    env = {"TWOLAYER_LOCAL_WORKERS": "2", "TWOLAYER_HISTORY_FLUSH_SECONDS": "0.2"}
+    with serving(tmp_path_factory.mktemp("dashboard"), env) as base:
+        yield base
+
+
+@pytest.fixture
+def client(site: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=site) as client:
+        yield client
+
+
+@pytest.fixture
+def ui(browser: Browser, site: str) -> Iterator[tuple[Page, Site]]:
+    with guarded_page(browser, site) as guarded:
+        page, _ = guarded
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        errors: list[str] = []
+        yield guarded
+        assert errors == [], errors  # no script failed on any page
+        assert guarded[1].refused == []
+
+
+def until(page: Page, expression: str, timeout: float = 30) -> Any:
+    """Poll `expression` in the page until it is truthy; its value. (Playwright's
+    wait_for_function evaluates a string, which the pages' CSP refuses: good.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{expression} stayed {value!r} for {timeout} s"
+        page.wait_for_timeout(100)
+
+
+def shot(page: Page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(Path(SHOTS or tmp_path) / name), full_page=True)
+
+
+def sample(client: httpx.Client, n: int = 400, seed: int = 0) -> dict[str, Any]:
+    body = {"kind": "moons", "n_samples": n, "noise": 0.15, "seed": seed}
+    response = client.post("/datasets/samples", json=body)
+    assert response.status_code in (200, 201), response.text
+    dataset: dict[str, Any] = response.json()
+    return dataset
+
+
+def start(client: httpx.Client, dataset: dict[str, Any], name: str, **hyper: Any) -> str:
+    body = {"dataset_id": dataset["id"], "name": name, "hyperparameters": {"seed": 0, **hyper}}
+    response = client.post("/runs", json=body)
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["id"]
+    return run_id
+
+
+def wait_run(client: httpx.Client, run_id: str, statuses: tuple[str, ...]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        run: dict[str, Any] = client.get(f"/runs/{run_id}").json()
+        if run["status"] in statuses:
+            return run
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+
+
+def test_the_runs_page_sorts_filters_and_compares(
+    ui: tuple[Page, Site], site: str, client: httpx.Client, tmp_path: Path
+) -> None:
+    page, _ = ui
+    dataset = sample(client, seed=7)
+    fast = start(client, dataset, "fast", learning_rate=0.3, epochs=150)
+    slow = start(client, dataset, "slow", learning_rate=0.05, epochs=150)
+    for run_id in (fast, slow):
+        wait_run(client, run_id, ENDED)
+
+    page.goto(f"{site}/ui")
+    page.select_option("#filter-dataset", dataset["id"])
+    rows = page.locator("#runs tbody tr")
+    assert rows.count() == 2
+    page.click("th[data-key=learning_rate]")  # ascending
+    assert [rows.nth(i).get_attribute("data-run-id") for i in range(2)] == [slow, fast]
+    page.click("th[data-key=learning_rate]")  # descending
+    assert [rows.nth(i).get_attribute("data-run-id") for i in range(2)] == [fast, slow]
+    assert "0.3" in rows.nth(0).inner_text()
+    assert "succeeded" in rows.nth(0).inner_text()
+    page.select_option("#filter-status", "failed")
+    assert rows.count() == 0
+    page.select_option("#filter-status", "succeeded")
+    assert rows.count() == 2
+    shot(page, tmp_path, "runs.png")
+
+    assert page.is_disabled("#compare")
+    page.check(f"input[data-run-id='{fast}']")
+    page.check(f"input[data-run-id='{slow}']")
+    page.click("#compare")
+    page.wait_for_selector("body[data-loaded=true]")
+    assert f"run={fast}" in page.url
+    assert f"run={slow}" in page.url
+    differs = page.locator("#compare-hyperparameters tr.differs")
+    assert [differs.nth(i).get_attribute("data-name") for i in range(differs.count())] == [
+        "learning_rate"
+    ]
+    assert "fast" in page.inner_text("#compare-metrics thead")
+    assert "slow" in page.inner_text("#compare-metrics thead")
+    assert int(page.get_attribute("#chart-cost", "data-points") or 0) >= 150
+    # one drawn series each for train and validation per run, and the epoch axis
+    assert page.evaluate("document.querySelectorAll('#chart-cost .u-legend .u-series').length") == 5
+    shot(page, tmp_path, "compare.png")
+
+
+def test_a_run_started_from_the_form_draws_growing_curves(
+    ui: tuple[Page, Site], site: str, client: httpx.Client, tmp_path: Path
+) -> None:
+    page, _ = ui
+    page.goto(f"{site}/ui/new")
+    page.fill("#sample-form [name=n_samples]", "2000")
+    page.click("#make-sample")
+    until(
+        page, "document.querySelector('#dataset').selectedOptions[0].text.startsWith('moons (2000')"
+    )
+    # an invalid value is answered with the API's own message, beside the form
+    page.fill("#run-form [name=learning_rate]", "-1")
+    page.click("#start")
+    page.wait_for_selector("#run-problem:not([hidden])")
+    assert "learning_rate" in page.inner_text("#run-problem")
+    page.fill("#run-form [name=learning_rate]", "0.1")
+    page.fill("#run-form [name=name]", "from-the-form")
+    page.fill("#run-form [name=epochs]", "600")
+    page.fill("#run-form [name=batch_size]", "8")
+    page.click("#start")
+    page.wait_for_url("**/ui/runs/*")
+    run_id = page.url.rsplit("/", 1)[-1]
+
+    run = client.get(f"/runs/{run_id}").json()
+    assert run["name"] == "from-the-form"
+    assert run["hyperparameters"]["epochs"] == 600
+    assert run["hyperparameters"]["batch_size"] == 8
+
+    points = "Number(document.querySelector('#chart-cost').dataset.points)"
+    until(page, f"{points} > 0")
+    first = page.evaluate(points)
+    shot(page, tmp_path, "run-early.png")
+    until(page, f"{points} > {first}")
+    second = page.evaluate(points)
+    shot(page, tmp_path, "run-later.png")
+    assert second > first
+    assert int(page.get_attribute("#run", "data-streamed") or 0) > 0  # grown from the stream
+
+    page.wait_for_selector("#run[data-status=succeeded]", timeout=60_000)
+    until(page, f"{points} === 600")  # every epoch: under the point budget
+    assert page.is_hidden("#cancel")
+    assert page.inner_text("#metrics").count("accuracy") == 1
+    if DASHBOARD_PNG:  # the README's picture: a 1200 px wide page, optimised after
+        page.set_viewport_size({"width": 1200, "height": 900})
+        page.wait_for_timeout(500)
+        page.screenshot(path=DASHBOARD_PNG, full_page=True)
+
+
+def test_the_cancel_button_cancels_a_running_run(
+    ui: tuple[Page, Site], site: str, client: httpx.Client, tmp_path: Path
+) -> None:
+    page, _ = ui
+    # long: 100 000 epochs of 200 steps each, far more than this test waits
+    run_id = start(client, sample(client, n=2000), "long", epochs=100_000, batch_size=8)
+    page.goto(f"{site}/ui/runs/{run_id}")
+    page.wait_for_selector("#run[data-status=running]", timeout=30_000)
+    page.click("#cancel")
+    assert wait_run(client, run_id, ENDED)["status"] == "cancelled"
+    page.wait_for_selector("#run[data-status=cancelled]", timeout=15_000)
+    assert page.is_hidden("#cancel")
+    shot(page, tmp_path, "cancelled.png")
+
+
+def test_the_decision_boundary_of_a_moons_run_is_painted(
+    ui: tuple[Page, Site], site: str, client: httpx.Client, tmp_path: Path
+) -> None:
+    page, _ = ui
+    run_id = start(client, sample(client), "boundary", epochs=300, learning_rate=0.3)
+    wait_run(client, run_id, ENDED)
+    page.goto(f"{site}/ui/runs/{run_id}")
+    page.wait_for_selector("#boundary[data-painted=true]", timeout=20_000)
+    colours = page.evaluate(
+        """() => {
+          const c = document.querySelector('#boundary');
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          const seen = new Set(); let blue = 0, red = 0;
+          for (let i = 0; i < d.length; i += 4) {
+            seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+            if (d[i + 2] > d[i] + 40) blue++; else if (d[i] > d[i + 2] + 40) red++;
+          }
+          return {distinct: seen.size, blue, red, pixels: d.length / 4};
+        }"""
+    )
+    assert colours["distinct"] > 100  # shaded by ŷ, not one flat colour
+    # both classes' regions: the moons split the plane, roughly in half
+    assert colours["blue"] > colours["pixels"] * 0.15
+    assert colours["red"] > colours["pixels"] * 0.15
+    assert "x0 × x1" in page.inner_text("#boundary-info")
+    shot(page, tmp_path, "boundary.png")
+
+
+def create_key(workdir: Path, owner: str) -> str:
+    return subprocess.run(
+        [TWOLAYER, "keys", "create", "--owner", owner],
+        cwd=workdir,
+        env={**os.environ, "TWOLAYER_DATABASE_URL": f"sqlite:///{workdir}/t.db"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def test_with_auth_on_the_page_asks_for_a_key_and_shows_only_its_owners_runs(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    workdir = tmp_path_factory.mktemp("secured")
+    with serving(workdir, {"TWOLAYER_AUTH": "required"}) as base:
+        keys = {who: create_key(workdir, who) for who in ("alice", "bob")}
+        runs = {}
+        for who, key in keys.items():
+            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as owner:
+                runs[who] = start(owner, sample(owner), f"{who}-run", epochs=20)
+        with guarded_page(browser, base) as (page, site):
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(f"{base}/ui")
+            page.wait_for_selector("#key-dialog[open]")
+            page.fill("#key-input", "tl_not-a-key")  # a wrong key is asked for again
+            page.click("#key-form button[type=submit]")
+            page.wait_for_selector("#key-error:not([hidden])")
+            assert "not valid" in page.inner_text("#key-error")
+            page.fill("#key-input", keys["alice"])
+            page.click("#key-form button[type=submit]")
+            page.wait_for_selector(f"tr[data-run-id='{runs['alice']}']")
+            assert page.locator(f"tr[data-run-id='{runs['bob']}']").count() == 0
+            assert page.locator("#runs tbody tr").count() == 1
+            assert "bob-run" not in page.inner_text("body")
+            shot(page, tmp_path, "auth-runs.png")
+
+            # the key: in this tab's sessionStorage, in no cookie and no URL
+            assert page.evaluate("sessionStorage.getItem('twolayer.api-key')") == keys["alice"]
+            assert page.evaluate("document.cookie") == ""
+            assert page.context.cookies() == []
+            page.goto(f"{base}/ui/runs/{runs['alice']}")  # the same tab: no question asked
+            page.wait_for_selector("#run[data-status]")
+            assert page.is_hidden("#key-dialog")
+            assert "alice-run" in page.inner_text("#run-name")
+            page.goto(f"{base}/ui/runs/{runs['bob']}")  # another owner's run: not found
+            page.wait_for_selector("#page-error:not([hidden])")
+            assert "bob-run" not in page.inner_text("body")
+            assert requests
+            assert all(keys["alice"] not in url and keys["bob"] not in url for url in requests)
+            assert site.refused == []
