@@ -1,5 +1,6 @@
 """The wheel (what the Dockerfile installs) carries everything the service
-serves and runs: the docs pages' assets and the migrations."""
+serves and runs: the docs pages' and the dashboard's assets, the dashboard's
+templates and the migrations."""
 
 from __future__ import annotations
 
@@ -25,10 +26,15 @@ def test_the_wheel_carries_the_static_assets_and_the_migrations(tmp_path: Path) 
     )
     (wheel,) = tmp_path.glob("twolayer-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    static = {
-        p.relative_to(ROOT).as_posix() for p in (ROOT / "app" / "static").rglob("*") if p.is_file()
+    served = {
+        p.relative_to(ROOT).as_posix()
+        for folder in ("static", "templates")
+        for p in (ROOT / "app" / folder).rglob("*")
+        if p.is_file()
     }
-    assert static <= names
+    assert "app/templates/ui/run.html" in served
+    assert "app/static/ui/run.js" in served
+    assert served <= names
     assert {
         f"app/migrations/versions/{p.name}" for p in (ROOT / "alembic" / "versions").glob("*.py")
     } <= names

@@ -1,0 +1,112 @@
+"""The dashboard's page shells (/ui, app.api.ui): HTML under a strict
+Content-Security-Policy, nothing from outside, open without a key when auth is
+on, and no owner data in them (the pages' scripts fetch it with the key)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from html import escape
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.ui import hyperparameter_fields
+from app.core.settings import Settings, configure
+from app.main import create_app
+from app.nn.hyperparameters import DEFAULTS, RULES
+from tests.service.conftest import RecordingExecutor, bearer, sample_dataset, secured_settings
+
+STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
+PAGES = ("/ui", "/ui/new", "/ui/compare?run=a&run=b", "/ui/runs/9b2f4c1e")
+
+
+def assets_of(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+def check_page(client: TestClient, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200, (path, response.text)
+    assert response.headers["content-type"].startswith("text/html")
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src 'self';" in policy  # no inline script, no eval
+    assert "connect-src 'self'" in policy
+    assert "unsafe" not in policy
+    html = response.text
+    assert "http://" not in html
+    assert "https://" not in html
+    assert "//" not in "".join(a for a in assets_of(html) if not a.startswith("/"))
+    assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html) is None  # no inline script
+    assert " style=" not in html
+    for asset in assets_of(html):  # every script, style sheet and link is this server's
+        assert asset.startswith("/"), (path, asset)
+        if asset.startswith("/static/"):
+            assert client.get(asset).status_code == 200, asset
+    return html
+
+
+def test_every_page_is_html_under_the_policy_with_nothing_from_outside(api: TestClient) -> None:
+    for path in PAGES:
+        html = check_page(api, path)
+        assert '<nav class="bar">' in html
+        assert 'href="/docs"' in html
+    assert api.get("/ui/runs/not%20an%20id").status_code == 404
+    # the scripts are the project's own files, served with the vendored chart library
+    assert (STATIC / "uplot-1.6.32" / "uPlot.iife.min.js").is_file()
+    for script in ("common.js", "runs.js", "run.js", "compare.js", "new.js"):
+        body = api.get(f"/static/ui/{script}").text
+        assert "http://" not in body
+        assert "https://" not in body
+
+
+def test_the_new_run_form_is_rendered_from_the_engines_rules(
+    api: TestClient, settings: Settings
+) -> None:
+    html = api.get("/ui/new").text
+    fields = hyperparameter_fields(settings)
+    assert [f.name for f in fields] == list(RULES)
+    for name, rule in RULES.items():
+        assert f'name="{name}" data-kind="{rule.kind}"' in html
+        assert (
+            escape(rule.description).replace("&quot;", "&#34;").replace("&#x27;", "&#39;") in html
+        )
+    epochs = next(f for f in fields if f.name == "epochs")
+    assert epochs.maximum == settings.max_epochs  # the service's cap, as the schema states it
+    assert epochs.default == DEFAULTS["epochs"]
+    assert f'max="{settings.max_epochs}"' in html
+    for kind in ("moons", "circles", "xor", "spiral", "blobs"):
+        assert f"<option>{kind}</option>" in html
+
+
+@pytest.fixture
+def secured_api(settings: Settings, recorder: RecordingExecutor) -> Iterator[TestClient]:
+    app = create_app(secured_settings(settings.database_url), executor_factory=lambda _: recorder)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+    configure(None)
+
+
+def test_with_auth_on_the_shells_need_no_key_and_hold_no_run_data(
+    secured_api: TestClient, keys: dict[str, str]
+) -> None:
+    alice = bearer(keys["alice"])
+    dataset = sample_dataset(secured_api, headers=alice)
+    response = secured_api.post(
+        "/runs",
+        json={"dataset_id": dataset["id"], "name": "alices-secret-run"},
+        headers=alice,
+    )
+    assert response.status_code == 202
+    run_id = response.json()["id"]
+    assert secured_api.get("/runs").status_code == 401  # the API itself still wants the key
+    assert secured_api.get(f"/runs/{run_id}/chart").status_code == 401
+    for path in (*PAGES, f"/ui/runs/{run_id}", f"/ui/compare?run={run_id}"):
+        html = check_page(secured_api, path)  # no key sent
+        assert "alices-secret-run" not in html
+        assert dataset["id"] not in html
+        assert dataset["name"] not in html
+        assert "alice" not in html
+    assert "set-cookie" not in secured_api.get("/ui").headers
