@@ -167,7 +167,7 @@ def test_a_run_started_from_the_form_draws_growing_curves(
     assert run["hyperparameters"]["epochs"] == 600
     assert run["hyperparameters"]["batch_size"] == 8
 
-    points = "Number(document.querySelector('#chart-cost').dataset.points)"
+    points = "Number(document.querySelector('#chart-cost').dataset.drawnPoints || 0)"
     until(page, f"{points} > 0")
     first = page.evaluate(points)
     shot(page, tmp_path, "run-early.png")

@@ -282,6 +282,15 @@ export function makeChart(element, series, { yRange } = {}) {
       { stroke: "#4b5563", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#d1d5db" }, size: 56 },
     ],
     series: [{ label: "epoch" }, ...series],
+    hooks: {
+      // when and how much was last drawn: read by the tests and bench/dashboard.py
+      draw: [
+        (u) => {
+          element.dataset.drawnPoints = String(u.data[0].length);
+          element.dataset.drawnAt = performance.now().toFixed(1);
+        },
+      ],
+    },
   };
   const data = [[], ...series.map(() => [])];
   const chart = new window.uPlot(options, data, element);

@@ -383,11 +383,13 @@ function watchBoundary(active) {
 // ---- start ----
 
 async function start() {
+  const chart = fetchChart(); // at once, beside the run: the curves are what the page is for
+  chart.catch(() => {}); // reported below, where it is awaited
   run = await getJSON(path);
   const dataset = await getJSON(`/datasets/${encodeURIComponent(run.dataset_id)}`).catch(() => null);
   datasetName = dataset ? dataset.name : run.dataset_id;
   renderRun();
-  await fetchChart();
+  await chart;
   await refreshBoundary();
   if (!ACTIVE.has(run.status)) return;
   watchBoundary(true);
