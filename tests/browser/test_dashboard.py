@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from tests.browser.conftest import Site, guarded_page, serving
 from tests.helpers import TWOLAYER
@@ -228,6 +228,51 @@ def test_the_decision_boundary_of_a_moons_run_is_painted(
     assert colours["red"] > colours["pixels"] * 0.15
     assert "x0 × x1" in page.inner_text("#boundary-info")
     shot(page, tmp_path, "boundary.png")
+    # the downloads, fetched by the page and saved from a blob
+    with page.expect_download() as csv:
+        page.click("#download-csv")
+    lines = Path(csv.value.path()).read_text().splitlines()
+    assert lines[0] == "epoch,train_cost,validation_cost,train_accuracy,validation_accuracy"
+    assert len(lines) == 301
+    with page.expect_download() as npz:
+        page.click("#download-npz")
+    assert npz.value.suggested_filename == f"{run_id}.npz"
+    assert Path(npz.value.path()).read_bytes()[:2] == b"PK"
+
+
+def test_a_dropped_stream_is_followed_again_from_its_last_event_and_the_chart_refetched(
+    ui: tuple[Page, Site], site: str, client: httpx.Client
+) -> None:
+    """The first events stream drops after one event (id 0); the page opens it
+    again with Last-Event-ID 0 and misses no epoch. With a point budget of 50
+    the page fetches the downsampled chart again once more than 50 raw epochs
+    have been appended, and ends with at most 50 points of all 400 epochs."""
+    page, _ = ui
+    run_id = start(client, sample(client, n=2000), "dropped", epochs=400, batch_size=8)
+    streams: list[dict[str, str]] = []
+    charts: list[str] = []
+    page.on("request", lambda r: charts.append(r.url) if "/chart?" in r.url else None)
+
+    def events(route: Route) -> None:
+        streams.append(route.request.headers)
+        if len(streams) == 1:  # one event, then the connection ends without an `end`
+            data = '{"status": "queued", "epoch": 0, "epochs": 400, "queue_position": 1}'
+            body = f"event: status\nid: 0\ndata: {data}\n\n"
+            route.fulfill(status=200, body=body, content_type="text/event-stream")
+        else:
+            route.continue_()
+
+    page.route("**/events?*", events)
+    page.goto(f"{site}/ui/runs/{run_id}?points=50")
+    page.wait_for_selector("#run[data-status=succeeded]", timeout=60_000)
+    assert len(streams) >= 2
+    assert streams[1].get("last-event-id") == "0"
+    drawn = "document.querySelector('#chart-cost').dataset"
+    until(page, f"{drawn}.lastEpoch === '400'")
+    assert 0 < int(page.evaluate(f"{drawn}.drawnPoints")) <= 50
+    # the first, at least one while the run grew past the budget, and the final one
+    assert len(charts) >= 3
+    assert all("points=50" in url for url in charts)
 
 
 def create_key(workdir: Path, owner: str) -> str:
