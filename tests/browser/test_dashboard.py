@@ -21,8 +21,6 @@ from tests.helpers import TWOLAYER
 
 # set to a directory to keep the screenshots and look at them
 SHOTS = os.environ.get("TWOLAYER_TEST_SCREENSHOTS")
-# set to a path (docs/dashboard.png) to write the README's picture of a run page
-DASHBOARD_PNG = os.environ.get("TWOLAYER_DASHBOARD_PNG")
 ENDED = ("succeeded", "failed", "cancelled")
 
 
@@ -181,10 +179,8 @@ def test_a_run_started_from_the_form_draws_growing_curves(
     until(page, f"{points} === 600")  # every epoch: under the point budget
     assert page.is_hidden("#cancel")
     assert page.inner_text("#metrics").count("accuracy") == 1
-    if DASHBOARD_PNG:  # the README's picture: a 1200 px wide page, optimised after
-        page.set_viewport_size({"width": 1200, "height": 900})
-        page.wait_for_timeout(500)
-        page.screenshot(path=DASHBOARD_PNG, full_page=True)
+    page.wait_for_selector("#boundary[data-painted=true][data-epoch='600']")  # drawn at its end
+    shot(page, tmp_path, "run-ended.png")
 
 
 def test_the_cancel_button_cancels_a_running_run(
