@@ -183,6 +183,32 @@ def test_a_run_started_from_the_form_draws_growing_curves(
     shot(page, tmp_path, "run-ended.png")
 
 
+def test_a_csv_uploaded_from_the_form_becomes_the_dataset_and_a_bad_one_says_why(
+    ui: tuple[Page, Site], site: str
+) -> None:
+    page, _ = ui
+    page.goto(f"{site}/ui/new")
+    page.wait_for_selector("#dataset[data-loaded=true]")
+    one_class = b"a,b,label\n0,0,x\n1,1,x\n"
+    page.set_input_files(
+        "#csv-form [name=file]", {"name": "bad.csv", "mimeType": "text/csv", "buffer": one_class}
+    )
+    page.fill("#csv-form [name=name]", "one class")
+    page.click("#upload")
+    page.wait_for_selector("#csv-problem:not([hidden])")
+    assert "class" in page.inner_text("#csv-problem")  # the API's own reason
+    rows = "".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+    page.set_input_files(
+        "#csv-form [name=file]",
+        {"name": "good.csv", "mimeType": "text/csv", "buffer": f"a,b,answer\n{rows}".encode()},
+    )
+    page.fill("#csv-form [name=name]", "uploaded from the form")
+    page.click("#upload")
+    until(page, "document.querySelector('#dataset').selectedOptions[0].text.startsWith('uploaded')")
+    assert page.is_hidden("#csv-problem")
+    assert "40×2" in page.inner_text("#dataset")
+
+
 def test_the_cancel_button_cancels_a_running_run(
     ui: tuple[Page, Site], site: str, client: httpx.Client, tmp_path: Path
 ) -> None:

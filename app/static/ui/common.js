@@ -49,7 +49,6 @@ function askForKey(reason) {
       { once: true },
     );
   });
-  dialog.addEventListener("cancel", (event) => event.preventDefault()); // Escape: the form stays
   dialog.showModal();
   input.focus();
   return asking;
@@ -59,6 +58,9 @@ function showForget() {
   const button = document.getElementById("forget-key");
   button.hidden = !sessionStorage.getItem(KEY);
 }
+
+// Escape does not close the key form: the calls waiting on it need a key
+document.getElementById("key-dialog").addEventListener("cancel", (event) => event.preventDefault());
 
 document.getElementById("forget-key").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
