@@ -323,6 +323,7 @@ def test_with_auth_on_the_page_asks_for_a_key_and_shows_only_its_owners_runs(
             page.on("request", lambda request: requests.append(request.url))
             page.goto(f"{base}/ui")
             page.wait_for_selector("#key-dialog[open]")
+            shot(page, tmp_path, "key.png")
             page.fill("#key-input", "tl_not-a-key")  # a wrong key is asked for again
             page.click("#key-form button[type=submit]")
             page.wait_for_selector("#key-error:not([hidden])")

@@ -42,7 +42,7 @@ function when(iso) {
   const date = new Date(iso);
   const today = date.toDateString() === new Date().toDateString();
   return today
-    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
     : date.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
 }
 
@@ -79,7 +79,7 @@ function render() {
         "tr",
         {},
         el("td", { class: "check" }, box),
-        el("td", { class: "wrap" }, el("a", { href: url(`/ui/runs/${encodeURIComponent(run.id)}`), text: r.name })),
+        el("td", { class: "wrap name" }, el("a", { href: url(`/ui/runs/${encodeURIComponent(run.id)}`), text: r.name })),
         el("td", { class: "wrap", text: r.dataset }),
         el("td", {}, el("span", { class: `status ${run.status}`, text: run.status })),
         el("td", { class: "num" }, bar, el("span", { class: "muted", text: ` ${run.progress.epoch}` })),
