@@ -219,9 +219,9 @@ export async function followEvents(runId, since, onEvent, { signal } = {}) {
 export function fmt(value, digits = 4) {
   if (value === null || value === undefined) return "—";
   if (typeof value === "number") {
-    if (Number.isInteger(value)) return String(value);
     const abs = Math.abs(value);
-    if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(2);
+    if (Number.isInteger(value) && abs < 1e19) return String(value); // a seed below 2**63 in full
+    if (abs >= 1e6 || (abs !== 0 && abs < 1e-3)) return value.toExponential(2);
     return String(Number(value.toPrecision(digits)));
   }
   if (typeof value === "boolean") return value ? "true" : "false";
@@ -272,6 +272,12 @@ export function chartWidth(element) {
   return Math.max(280, Math.floor(element.getBoundingClientRect().width) - 4);
 }
 
+// 1, 2 and 5 times every power of ten a float64 holds: tick steps for any range
+const INCREMENTS = [];
+for (let exponent = -300; exponent <= 300; exponent++) {
+  for (const m of [1, 2, 5]) INCREMENTS.push(Number(`${m}e${exponent}`));
+}
+
 export function makeChart(element, series, { yRange } = {}) {
   const options = {
     width: chartWidth(element),
@@ -281,7 +287,15 @@ export function makeChart(element, series, { yRange } = {}) {
     scales: { x: { time: false }, y: yRange ? { range: yRange } : {} },
     axes: [
       { label: "epoch", stroke: "#4b5563", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#d1d5db" } },
-      { stroke: "#4b5563", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#d1d5db" }, size: 56 },
+      {
+        stroke: "#4b5563",
+        grid: { stroke: "#eef0f3" },
+        ticks: { stroke: "#d1d5db" },
+        // as wide as the longest tick label (1.00e+271 included)
+        size: (u, values) => Math.max(44, 24 + 7.5 * Math.max(0, ...(values || []).map((v) => String(v).length))),
+        incrs: INCREMENTS, // uPlot's own stop near 1e16; a diverged run's cost is ~1e271
+        values: (u, splits) => splits.map((v) => (v === null ? "" : fmt(v, 3))),
+      },
     ],
     series: [{ label: "epoch" }, ...series],
     hooks: {

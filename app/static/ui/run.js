@@ -102,6 +102,12 @@ function draw() {
     const va = series("validation_accuracy");
     costChart.setData([x, tc, smooth(tc, weight), vc, smooth(vc, weight)]);
     accuracyChart.setData([x, ta, smooth(ta, weight), va, smooth(va, weight)]);
+    const validation = vc !== blank; // a run without a validation split has no such curves
+    for (const chart of [costChart, accuracyChart]) {
+      for (const index of [3, 4]) {
+        if (chart.series[index].show !== validation) chart.setSeries(index, { show: validation });
+      }
+    }
     for (const box of [costBox, accuracyBox]) {
       box.dataset.points = String(x.length);
       box.dataset.lastEpoch = String(x.length ? x[x.length - 1] : 0);
@@ -389,6 +395,7 @@ async function start() {
   run = await getJSON(path);
   const dataset = await getJSON(`/datasets/${encodeURIComponent(run.dataset_id)}`).catch(() => null);
   datasetName = dataset ? dataset.name : run.dataset_id;
+  if (dataset && dataset.n_features !== 2) hasBoundary = false; // no boundary to ask for
   renderRun();
   await chart;
   await refreshBoundary();
