@@ -154,7 +154,7 @@ def test_a_run_started_from_the_form_draws_growing_curves(
     assert "learning_rate" in page.inner_text("#run-problem")
     page.fill("#run-form [name=learning_rate]", "0.1")
     page.fill("#run-form [name=name]", "from-the-form")
-    page.fill("#run-form [name=epochs]", "600")
+    page.fill("#run-form [name=epochs]", "900")  # a few seconds, under the point budget
     page.fill("#run-form [name=batch_size]", "8")
     page.click("#start")
     page.wait_for_url("**/ui/runs/*")
@@ -162,12 +162,13 @@ def test_a_run_started_from_the_form_draws_growing_curves(
 
     run = client.get(f"/runs/{run_id}").json()
     assert run["name"] == "from-the-form"
-    assert run["hyperparameters"]["epochs"] == 600
+    assert run["hyperparameters"]["epochs"] == 900
     assert run["hyperparameters"]["batch_size"] == 8
 
     points = "Number(document.querySelector('#chart-cost').dataset.drawnPoints || 0)"
     until(page, f"{points} > 0")
     first = page.evaluate(points)
+    assert first < 900  # caught while it trains
     shot(page, tmp_path, "run-early.png")
     until(page, f"{points} > {first}")
     second = page.evaluate(points)
@@ -176,10 +177,10 @@ def test_a_run_started_from_the_form_draws_growing_curves(
     assert int(page.get_attribute("#run", "data-streamed") or 0) > 0  # grown from the stream
 
     page.wait_for_selector("#run[data-status=succeeded]", timeout=60_000)
-    until(page, f"{points} === 600")  # every epoch: under the point budget
+    until(page, f"{points} === 900")  # every epoch: under the point budget
     assert page.is_hidden("#cancel")
     assert page.inner_text("#metrics").count("accuracy") == 1
-    page.wait_for_selector("#boundary[data-painted=true][data-epoch='600']")  # drawn at its end
+    page.wait_for_selector("#boundary[data-painted=true][data-epoch='900']")  # drawn at its end
     shot(page, tmp_path, "run-ended.png")
 
 
@@ -268,9 +269,9 @@ def test_a_dropped_stream_is_followed_again_from_its_last_event_and_the_chart_re
     """The first events stream drops after one event (id 0); the page opens it
     again with Last-Event-ID 0 and misses no epoch. With a point budget of 50
     the page fetches the downsampled chart again once more than 50 raw epochs
-    have been appended, and ends with at most 50 points of all 400 epochs."""
+    have been appended, and ends with at most 50 points of all 800 epochs."""
     page, _ = ui
-    run_id = start(client, sample(client, n=2000), "dropped", epochs=400, batch_size=8)
+    run_id = start(client, sample(client, n=2000), "dropped", epochs=800, batch_size=8)
     streams: list[dict[str, str]] = []
     charts: list[str] = []
     page.on("request", lambda r: charts.append(r.url) if "/chart?" in r.url else None)
@@ -278,7 +279,7 @@ def test_a_dropped_stream_is_followed_again_from_its_last_event_and_the_chart_re
     def events(route: Route) -> None:
         streams.append(route.request.headers)
         if len(streams) == 1:  # one event, then the connection ends without an `end`
-            data = '{"status": "queued", "epoch": 0, "epochs": 400, "queue_position": 1}'
+            data = '{"status": "queued", "epoch": 0, "epochs": 800, "queue_position": 1}'
             body = f"event: status\nid: 0\ndata: {data}\n\n"
             route.fulfill(status=200, body=body, content_type="text/event-stream")
         else:
@@ -290,7 +291,7 @@ def test_a_dropped_stream_is_followed_again_from_its_last_event_and_the_chart_re
     assert len(streams) >= 2
     assert streams[1].get("last-event-id") == "0"
     drawn = "document.querySelector('#chart-cost').dataset"
-    until(page, f"{drawn}.lastEpoch === '400'")
+    until(page, f"{drawn}.lastEpoch === '800'")
     assert 0 < int(page.evaluate(f"{drawn}.drawnPoints")) <= 50
     # the first, at least one while the run grew past the budget, and the final one
     assert len(charts) >= 3
