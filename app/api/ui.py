@@ -82,7 +82,6 @@ def hyperparameter_fields(settings: Settings) -> list[FormField]:
     fields = []
     for name, rule in RULES.items():
         cap = CAPS[name](settings) if name in CAPS else None
-        high = rule.le if rule.le is not None else rule.lt
         expected = rule.expected() + (f", at most {cap}" if cap is not None else "")
         fields.append(
             FormField(
@@ -93,8 +92,9 @@ def hyperparameter_fields(settings: Settings) -> list[FormField]:
                 expected=expected,
                 choices=rule.choices,
                 nullable=rule.nullable,
-                minimum=rule.ge,  # a strict bound (gt, lt) is left to the server's 422
-                maximum=cap if cap is not None else (rule.le if high == rule.le else None),
+                # inclusive bounds only: a strict one (gt, lt) is left to the server's 422
+                minimum=rule.ge,
+                maximum=cap if cap is not None else rule.le,
             )
         )
     return fields
