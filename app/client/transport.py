@@ -25,7 +25,7 @@ NOT_PROCESSED_STATUSES = frozenset({429, 503})
 GET_ALSO_STATUSES = frozenset({500, 502, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_RETRY_AFTER_SECONDS = 60.0
-backoff = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+backoff = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 
 def pause(seconds: float) -> None:
