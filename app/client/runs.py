@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import httpx2 as httpx
 from pydantic import PrivateAttr
 
+from app.client import transport as retries
 from app.client.arrays import PAGE_SIZE, Prediction, pages, send_predict
 from app.client.datasets import dataset_id_of
 from app.client.errors import (
@@ -22,7 +23,7 @@ from app.client.errors import (
 )
 from app.client.events import EndEvent, EpochsEvent, RunEvent, StateEvent, parse_sse, typed_event
 from app.client.progress import progress_view
-from app.client.transport import Transport, pause, should_retry_status
+from app.client.transport import Transport, should_retry_status
 from app.db.models import ENDED_STATUSES, RunStatus
 from app.schemas.common import Page
 from app.schemas.datasets import DatasetRead
@@ -253,4 +254,4 @@ def follow(transport: Transport, run_id: str, *, since: int | None) -> Iterator[
         failures += 1
         if failures > transport.max_retries:
             raise problem
-        pause(min(0.5 * 2 ** (failures - 1), 8.0))
+        retries.pause(min(0.5 * 2 ** (failures - 1), 8.0))
