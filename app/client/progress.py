@@ -54,7 +54,7 @@ class BarView:
         self.progress = Progress(
             TextColumn("[bold]{task.fields[status]}"),
             BarColumn(),
-            TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
+            TextColumn("epoch {task.fields[epoch]}"),
             TextColumn("cost {task.fields[cost]}"),
             TextColumn("validation cost {task.fields[validation_cost]}"),
             TextColumn("left {task.fields[eta]}"),
@@ -62,7 +62,7 @@ class BarView:
             transient=False,
         )
         self.task: TaskID = self.progress.add_task(
-            run_id, total=None, status="queued", cost="-", validation_cost="-", eta="-"
+            run_id, total=None, status="queued", epoch="-", cost="-", validation_cost="-", eta="-"
         )
 
     def __enter__(self) -> BarView:
@@ -92,6 +92,7 @@ class BarView:
             completed=epoch,
             total=epochs,
             status=status,
+            epoch=f"{epoch}/{epochs}",
             cost=figure(cost),
             validation_cost=figure(validation_cost),
             eta=seconds(eta_seconds),
