@@ -151,6 +151,24 @@ class LineView:
             self.pending = line
 
 
+class Pace:
+    """Time left from the epochs seen arriving here (the server's figure comes with
+    its beats only, and no beat is sent while epochs arrive)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None
+
+    def eta(self, epoch: int, epochs: int) -> float | None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (now, epoch)
+            return None
+        started, first_epoch = self.first
+        if epoch <= first_epoch:
+            return None
+        return (now - started) / (epoch - first_epoch) * max(epochs - epoch, 0)
+
+
 def progress_view(run_id: str, stream: TextIO | None = None) -> ProgressView:
     """A bar when `stream` (default stderr) is a terminal, else plain lines."""
     out = stream if stream is not None else sys.stderr

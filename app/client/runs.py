@@ -22,7 +22,7 @@ from app.client.errors import (
     error_for,
 )
 from app.client.events import EndEvent, EpochsEvent, RunEvent, StateEvent, parse_sse, typed_event
-from app.client.progress import progress_view
+from app.client.progress import Pace, progress_view
 from app.client.transport import Transport, should_retry_status
 from app.db.models import ENDED_STATUSES, RunStatus
 from app.schemas.common import Page
@@ -77,6 +77,7 @@ class Run(RunRead):
         cost: float | None = None
         validation_cost: float | None = None
         view = progress_view(self.id, stream) if progress else None
+        pace = Pace()
         last_epoch = self.progress.epoch
         with view if view is not None else _Null():
             for event in self.events(since=last_epoch or None):
@@ -93,12 +94,13 @@ class Run(RunRead):
                             epochs=self.progress.epochs,
                             cost=cost,
                             validation_cost=validation_cost,
-                            eta_seconds=self.eta_seconds,
+                            eta_seconds=pace.eta(last_epoch, self.progress.epochs),
                         )
                 elif isinstance(event, StateEvent):
                     object.__setattr__(self, "status", event.status)
                     object.__setattr__(self, "eta_seconds", event.eta_seconds)
-                    if view is not None:
+                    # an ended status comes before the last epochs: the end shows it
+                    if view is not None and event.status not in ENDED_STATUSES:
                         view.update(
                             status=event.status,
                             epoch=max(event.epoch, last_epoch),
