@@ -4,7 +4,6 @@ an answer becomes an exception (docs/design.md, "The Python client")."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx2 as httpx
@@ -81,7 +80,10 @@ class Transport:
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """The answer (2xx or 3xx), after the retries; an error answer raised as APIError."""
-        send: Callable[[], httpx.Response] = lambda: self.http.request(method, url, **kwargs)  # noqa: E731
+
+        def send() -> httpx.Response:
+            return self.http.request(method, url, **kwargs)
+
         try:
             response: httpx.Response = self.retrying(method.upper())(send)
         except httpx.TransportError as exc:

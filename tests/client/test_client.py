@@ -25,6 +25,7 @@ from app.client import (
     StateEvent,
     TwolayerError,
     ValidationError,
+    WaitTimeoutError,
 )
 from app.schemas.datasets import DatasetRead
 from app.schemas.runs import ModelRead, RunHistory, RunRead
@@ -133,6 +134,17 @@ def test_auth_errors_and_the_bearer_key(secured_asgi: tuple[TestClient, str]) ->
         Client(http=http, api_key="tl_not-a-real-key").datasets.sample("xor", n_samples=20)
     dataset = Client(http=http, api_key=key).datasets.sample("xor", n_samples=20)
     assert dataset.n_samples == 20
+
+
+def test_wait_times_out_and_a_running_run_is_cancelled(asgi: Client) -> None:
+    dataset = asgi.datasets.sample("moons", n_samples=60)
+    run = asgi.runs.create(dataset, epochs=100_000, batch_size=None)
+    with pytest.raises(WaitTimeoutError):
+        run.wait(timeout=0.5)
+    assert run.cancel().status in ("running", "cancelled", "queued")
+    final = run.wait()
+    assert final.status == "cancelled"
+    assert final.progress.epoch < 100_000
 
 
 def test_events_are_typed_and_end_the_stream(asgi: Client) -> None:

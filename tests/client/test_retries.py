@@ -1,5 +1,6 @@
-"""Retries (httpx2.MockTransport stands in for the server) and the events
-stream's reconnection, against a fake stream and against a live server."""
+"""Retries and the exception of each status (httpx2.MockTransport stands in for
+the server), and the events stream's reconnection, against a fake stream and
+against a live server."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ import httpx2 as httpx
 import pytest
 
 from app.client import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
     Client,
+    ConflictError,
     EndEvent,
     EpochsEvent,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     TwolayerConnectionError,
+    TwolayerError,
+    ValidationError,
 )
 from app.client import transport as retries
 from app.schemas.runs import EXAMPLE_RUN_ID, RunRead
@@ -254,3 +264,46 @@ def test_a_dropped_live_stream_misses_no_epoch(live_url: str) -> None:
         assert isinstance(events[-1], EndEvent)
         assert events[-1].status == "succeeded"
         assert got == list(range(1, 1501)) == run.history().epoch
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (413, PayloadTooLargeError),
+        (418, APIError),
+        (422, ValidationError),
+        (429, RateLimitError),
+        (502, ServerError),
+    ],
+)
+def test_each_status_raises_its_exception(
+    status: int, error: type[APIError], pauses: list[float]
+) -> None:
+    problem = {
+        "type": f"/problems/p{status}",
+        "title": f"title {status}",
+        "status": status,
+        "detail": f"detail {status}",
+        "errors": [{"loc": ["body", "x"], "msg": "m", "type": "t"}],
+    }
+    handler, _ = scripted(
+        httpx.Response(status, json=problem, headers={"content-type": "application/problem+json"})
+    )
+    with pytest.raises(APIError) as raised:
+        client_for(handler, max_retries=0).runs.create("some-dataset")
+    assert type(raised.value) is error
+    assert isinstance(raised.value, TwolayerError)
+    got = raised.value
+    assert (got.status, got.type, got.title, got.detail) == (
+        status,
+        f"/problems/p{status}",
+        f"title {status}",
+        f"detail {status}",
+    )
+    assert got.errors == problem["errors"]
+    assert json.loads(got.body) == problem
