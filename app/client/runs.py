@@ -15,11 +15,13 @@ from app.client import transport as retries
 from app.client.arrays import PAGE_SIZE, Prediction, pages, send_predict
 from app.client.datasets import dataset_id_of
 from app.client.errors import (
+    APIError,
     AuthenticationError,
     NotFoundError,
     TwolayerConnectionError,
     WaitTimeoutError,
     error_for,
+    retry_after,
 )
 from app.client.events import EndEvent, EpochsEvent, RunEvent, StateEvent, parse_sse, typed_event
 from app.client.progress import Pace, progress_view
@@ -256,4 +258,11 @@ def follow(transport: Transport, run_id: str, *, since: int | None) -> Iterator[
         failures += 1
         if failures > transport.max_retries:
             raise problem
-        retries.pause(min(0.5 * 2 ** (failures - 1), 8.0))
+        after = (
+            retry_after(problem.headers.get("retry-after"))
+            if isinstance(problem, APIError)
+            else None
+        )
+        retries.pause(
+            min(after, 60.0) if after is not None else min(0.5 * 2 ** (failures - 1), 8.0)
+        )

@@ -307,3 +307,16 @@ def test_each_status_raises_its_exception(
     )
     assert got.errors == problem["errors"]
     assert json.loads(got.body) == problem
+
+
+def test_an_events_stream_answered_503_opens_again_after_retry_after(pauses: list[float]) -> None:
+    end = {"status": "succeeded", "epoch": 0, "epochs": 1, "reason": "ended", "warnings": []}
+    handler, seen = scripted(
+        httpx.Response(200, json=RUN),
+        httpx.Response(503, json=UNAVAILABLE, headers={"Retry-After": "1"}),
+        httpx.Response(200, content=sse("end", 0, end)),
+    )
+    events = list(client_for(handler).runs.get(EXAMPLE_RUN_ID).events())
+    assert [type(e) for e in events] == [EndEvent]
+    assert len(seen) == 3
+    assert pauses == [1.0]
