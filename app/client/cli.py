@@ -138,6 +138,9 @@ def run_command(args: argparse.Namespace) -> int:
     except (TwolayerError, OSError, ValueError) as exc:
         print(f"twolayer: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # before a run was started, or while listing
+        print("\ntwolayer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def dump(value: BaseModel | Sequence[BaseModel]) -> str:
