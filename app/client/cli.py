@@ -20,6 +20,7 @@ from app.client.errors import APIError, NotFoundError, TwolayerError
 from app.db.models import RUN_STATUSES
 from app.nn.hyperparameters import DEFAULTS, RULES
 from app.nn.rules import Rule
+from app.schemas.runs import RunHistory
 
 COMMANDS = ("train", "predict", "runs", "datasets")
 EXIT_FAILED = 1  # the run failed or was cancelled
@@ -282,7 +283,7 @@ def runs(client: Client, args: argparse.Namespace) -> int:
         if args.json:
             print(history.model_dump_json())
             return 0
-        columns = list(RunHistoryColumns)
+        columns = list(RunHistory.model_fields)
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         values = [getattr(history, c) or [None] * len(history.epoch) for c in columns]
@@ -290,15 +291,6 @@ def runs(client: Client, args: argparse.Namespace) -> int:
         return 0
     print(run.read.model_dump_json() if args.json else "\n".join(metrics_lines(run)))
     return 0
-
-
-RunHistoryColumns = (
-    "epoch",
-    "train_cost",
-    "validation_cost",
-    "train_accuracy",
-    "validation_accuracy",
-)
 
 
 def datasets(client: Client, args: argparse.Namespace) -> int:
