@@ -18,11 +18,15 @@ from tenacity import (
 
 from app.client.errors import TwolayerConnectionError, error_for, retry_after
 
-# sent again whatever the method: the server did not act on the request
-NOT_PROCESSED_STATUSES = frozenset({429, 503})
-# sent again for a GET (reading twice is harmless): the server may have acted
-GET_ALSO_STATUSES = frozenset({500, 502, 504})
+# sent again whatever the method: refused before anything was done
+NOT_PROCESSED_STATUSES = frozenset({429})
+# sent again only when sending twice is harmless: the server may have acted
+# (a 503 while the database is away can come after a commit whose answer was lost)
+REPEATABLE_STATUSES = frozenset({500, 502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+# POSTs that change nothing (a prediction) or give the same answer when sent
+# again (a sample dataset's id is derived from its parameters)
+REPEATABLE_POSTS = frozenset({"/predict", "/datasets/samples"})
 MAX_RETRY_AFTER_SECONDS = 60.0
 backoff = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
@@ -32,18 +36,23 @@ def pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def should_retry_status(method: str, status: int) -> bool:
+def repeatable(method: str, path: str = "") -> bool:
+    """Whether sending the request twice does no harm."""
+    return method in IDEMPOTENT or (method == "POST" and path in REPEATABLE_POSTS)
+
+
+def should_retry_status(method: str, status: int, path: str = "") -> bool:
     return status in NOT_PROCESSED_STATUSES or (
-        method in IDEMPOTENT and status in GET_ALSO_STATUSES
+        repeatable(method, path) and status in REPEATABLE_STATUSES
     )
 
 
-def should_retry_error(method: str, exc: BaseException) -> bool:
+def should_retry_error(method: str, exc: BaseException, path: str = "") -> bool:
     """A connection that never opened was certainly not processed; any other
-    transport failure (a read error, a timeout) only for an idempotent method."""
+    transport failure (a read error, a timeout) only for a repeatable request."""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return True
-    return method in IDEMPOTENT and isinstance(exc, httpx.TransportError)
+    return repeatable(method, path) and isinstance(exc, httpx.TransportError)
 
 
 def wait_seconds(state: RetryCallState) -> float:
@@ -64,7 +73,7 @@ class Transport:
         self.http = http
         self.max_retries = max_retries
 
-    def retrying(self, method: str) -> Retrying:
+    def retrying(self, method: str, path: str = "") -> Retrying:
         def last(state: RetryCallState) -> Any:
             assert state.outcome is not None
             return state.outcome.result()  # the last answer, or its exception raised
@@ -72,8 +81,8 @@ class Transport:
         return Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=wait_seconds,
-            retry=retry_if_exception(lambda e: should_retry_error(method, e))
-            | retry_if_result(lambda r: should_retry_status(method, r.status_code)),
+            retry=retry_if_exception(lambda e: should_retry_error(method, e, path))
+            | retry_if_result(lambda r: should_retry_status(method, r.status_code, path)),
             sleep=lambda seconds: pause(seconds),
             retry_error_callback=last,
         )
@@ -85,7 +94,7 @@ class Transport:
             return self.http.request(method, url, **kwargs)
 
         try:
-            response: httpx.Response = self.retrying(method.upper())(send)
+            response: httpx.Response = self.retrying(method.upper(), url.split("?")[0])(send)
         except httpx.TransportError as exc:
             raise TwolayerConnectionError(
                 f"{method} {self.http.base_url.join(url)}: {type(exc).__name__}: {exc}"

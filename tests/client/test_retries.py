@@ -108,6 +108,30 @@ def test_a_post_answered_500_is_not_sent_again(pauses: list[float]) -> None:
     assert pauses == []
 
 
+def test_a_post_answered_503_is_not_sent_again_unless_it_changes_nothing(
+    pauses: list[float],
+) -> None:
+    """A 503 while the database is away may follow a commit whose answer was
+    lost: POST /runs is raised, never sent twice; POST /predict is sent again."""
+    handler, seen = scripted(
+        httpx.Response(503, json=UNAVAILABLE, headers={"Retry-After": "1"}),
+    )
+    with pytest.raises(ServerError) as failed:
+        client_for(handler).runs.create("some-dataset")
+    assert failed.value.status == 503
+    assert len(seen) == 1
+    assert pauses == []
+    answer = {"run_id": EXAMPLE_RUN_ID, "probabilities": [0.25], "labels": [0]}
+    handler, seen = scripted(
+        httpx.Response(503, json=UNAVAILABLE, headers={"Retry-After": "1"}),
+        httpx.Response(200, json=answer),
+    )
+    prediction = client_for(handler).predict([[0.0, 1.0]], run_id=EXAMPLE_RUN_ID)
+    assert list(prediction.probabilities) == [0.25]
+    assert [r.url.path for r in seen] == ["/predict", "/predict"]
+    assert pauses == [1.0]
+
+
 def test_a_get_is_retried_on_500_and_on_a_broken_read(pauses: list[float]) -> None:
     handler, seen = scripted(
         httpx.Response(500, json={"title": "Internal server error", "status": 500, "detail": "x"}),
