@@ -101,7 +101,7 @@ def measure(database_url: str, epochs: int, repeat: int) -> None:
             path: timed(client, f"/runs/{run_id}/{path}", repeat)
             for path in ("chart", "history", "history.csv")
         }
-    chart_s, chart_bytes = figures["chart"]
+    chart_s, _ = figures["chart"]
     print(f"\n{backend}, {epochs} epochs, median of {repeat}")
     print("| answer | ms | bytes | × chart's time |")
     print("|---|---|---|---|")
