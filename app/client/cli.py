@@ -8,6 +8,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -135,6 +136,9 @@ def run_command(args: argparse.Namespace) -> int:
         for error in exc.errors if exc.errors and len(exc.errors) > 1 else []:
             where = ".".join(str(p) for p in error.get("loc", []) if p != "body")
             print(f"  {where}: {error.get('msg', '')}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `twolayer runs history RUN | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return EXIT_ERROR
     except (TwolayerError, OSError, ValueError) as exc:
         print(f"twolayer: {exc}", file=sys.stderr)

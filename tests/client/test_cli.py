@@ -221,3 +221,23 @@ def test_sigint_without_a_terminal_cancels_the_run(live_url: str, data: Path) ->
     queued = QUEUED.search(first)
     assert queued is not None
     assert f"run {queued[1].decode()}: cancelled".encode() in stdout
+
+
+def test_a_reader_that_stops_early_gets_no_broken_pipe_error(live_url: str, data: Path) -> None:
+    done = twolayer(live_url, "train", str(data), "--epochs", "3000", "--json", "--no-progress")
+    run_id = json.loads(done.stdout)["id"]
+    command = subprocess.Popen(
+        [TWOLAYER, "runs", "history", run_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(live_url),
+    )
+    assert command.stdout is not None
+    assert command.stderr is not None
+    assert command.stdout.readline().startswith(b"epoch,")
+    command.stdout.close()  # as `| head -1` does
+    with command.stderr:
+        stderr = command.stderr.read().decode()
+    assert command.wait(60) != 0
+    assert "Broken pipe" not in stderr
+    assert "Traceback" not in stderr
