@@ -272,6 +272,8 @@ def runs(client: Client, args: argparse.Namespace) -> int:
         )
         if args.json:
             print(dump([r.read for r in found]))
+        if not args.json:
+            print("id\tstatus\tepoch\tname\ttrain cost")  # tab-separated, like the rows
         for run in [] if args.json else found:
             cost = run.metrics.train.cost if run.metrics else None
             print(
@@ -306,6 +308,7 @@ def datasets(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         print(dump(found))
         return 0
+    print("id\tname\tsamples x features\tcreated")
     for d in found:
         print(f"{d.id}\t{d.name}\t{d.n_samples}x{d.n_features}\t{d.created_at:%Y-%m-%d %H:%M}")
     return 0

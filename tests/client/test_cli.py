@@ -105,7 +105,9 @@ def test_predict_runs_and_datasets_commands(live_url: str, data: Path, tmp_path:
 
     runs = json.loads(twolayer(live_url, "runs", "list", "--name", "cli-predict", "--json").stdout)
     assert [r["id"] for r in runs] == [run.id]
-    assert run.id in twolayer(live_url, "runs", "list").stdout
+    table = twolayer(live_url, "runs", "list").stdout.splitlines()
+    assert table[0].split("\t") == ["id", "status", "epoch", "name", "train cost"]
+    assert any(line.split("\t")[:2] == [run.id, "succeeded"] for line in table[1:])
     shown = twolayer(live_url, "runs", "show", run.id)
     assert f"run {run.id}: succeeded" in shown.stdout
     history = twolayer(live_url, "runs", "history", run.id).stdout.splitlines()
