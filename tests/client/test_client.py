@@ -4,6 +4,7 @@ paged lists, runs followed to their end, predictions, models, errors."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,24 @@ def test_the_client_needs_no_server_settings() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "unreachable"
+
+
+def test_the_readmes_client_example_runs_as_written(live_url: str, tmp_path: Path) -> None:
+    """The README's notebook-style example, against a live server, unchanged."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The Python client and the CLI", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", example],
+        cwd=tmp_path,
+        env={**os.environ, "TWOLAYER_URL": live_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    status, accuracy = done.stdout.split()[:2]
+    assert status == "succeeded"
+    assert float(accuracy) > 0.8
+    arrays = np.load(tmp_path / "xor.npz", allow_pickle=False)
+    assert "W1" in arrays
