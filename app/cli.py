@@ -1,10 +1,14 @@
-"""The `twolayer` command: serve, worker, migrate."""
+"""The `twolayer` command: serve, worker, migrate, keys (the server's, which read and
+validate its settings) and the client commands of app.client.cli (which do not)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from app.client.cli import COMMANDS as CLIENT_COMMANDS
+from app.client.cli import add_commands as add_client_commands
+from app.client.cli import run_command
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
 
@@ -110,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     revoke = key_actions.add_parser("revoke", help="revoke every key of OWNER")
     revoke.add_argument("--owner", required=True)
     key_actions.add_parser("list", help="owners, key prefixes, states")
+    add_client_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in CLIENT_COMMANDS:  # a client: the server's settings are not its own
+        return run_command(args)
     configure_logging()
     try:
         get_settings()

@@ -2,7 +2,8 @@
 (module-level, inside functions, under TYPE_CHECKING) points to the module's
 own layer or one below it, and no import cycle exists.
 
-    core, package root  <  nn  <  db  <  worker  <  services  <  schemas  <  api  <  main, cli
+    core, package root  <  nn  <  db  <  worker  <  services  <  schemas  <  client  <  api
+    <  main, cli
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parents[1] / "app"
 
-LAYERS = ("core", "nn", "db", "worker", "services", "schemas", "api", "main")
+# client: the Python client and the CLI's client commands, above the schemas it answers with
+LAYERS = ("core", "nn", "db", "worker", "services", "schemas", "client", "api", "main")
 TOP = {"main": "main", "cli": "main"}  # app/main.py and app/cli.py
 
 

@@ -26,12 +26,11 @@ from app.core.errors import (
 from app.core.ids import ID_PATTERN
 from app.core.text import NAME_MAX, NO_NUL
 from app.db.models import RunStatus
+from app.schemas.charts import BoundaryRead, RunChart
 from app.schemas.common import Page, problems
 from app.schemas.runs import (
     TOUR_RUN_NAME,
-    BoundaryRead,
     ModelRead,
-    RunChart,
     RunCreate,
     RunHistory,
     RunRead,
