@@ -9,7 +9,7 @@ The model file (`to_bytes`, served as `GET /runs/{id}/model.npz`) is an
               "classes": [negative, positive]}  (the classes keep their JSON types)
 
 ŷ is finite, in [0, 1], for every finite input. A column whose forward pass
-overflows (|x| near 1e308, or a tiny scale) is computed again scaled by an
+may overflow (|x| near 1e308, or a tiny scale) is computed again scaled by an
 exact power of two s = 2^k, chosen from the exponents of x, mean, scale and
 the weights so that nothing overflows: with x' = x/s, mean/s and biases b/s,
 
@@ -66,6 +66,9 @@ class Model:
     _kept: list[int] = field(  # [bytes of the buffer sets kept], at most BUFFER_BYTES
         default_factory=lambda: [0], init=False, repr=False, compare=False
     )
+    _bounds: list[int] = field(  # [e_W] once worked out (_weight_exponent)
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     @property
     def n_features(self) -> int:
@@ -88,16 +91,23 @@ class Model:
         X = check_features(X, n_x=self.n_features)
         with np.errstate(over="ignore", invalid="ignore"):
             A2 = self._plain_proba(X)
-            overflowed = ~np.isfinite(A2[0])
-            if overflowed.any():
-                A2[:, overflowed] = self._scaled_proba(X[:, overflowed])
+            redo = ~np.isfinite(A2[0])
+            # A sum that overflows in Z1 can still end finite (relu(-inf) = 0,
+            # σ(±inf) is 0 or 1), and where it does depends on the order of the
+            # sums: a column that may overflow at all is computed scaled.
+            # One look at X's largest magnitude clears the usual input at once.
+            extreme = max(abs(float(X.max(initial=0.0))), abs(float(X.min(initial=0.0))))
+            if self._scale_exponents(np.full((self.n_features, 1), extreme))[0] > 0:
+                redo |= self._scale_exponents(X) > 0
+            if redo.any():
+                A2[:, redo] = self._scaled_proba(X[:, redo])
         return A2
 
-    def _scaled_proba(self, X: Array) -> Array:
-        """ŷ (1, m) for columns X (n_x, m) whose plain pass overflows, each scaled by
-        its own s = 2^k (the module's docstring)."""
+    def _scale_exponents(self, X: Array) -> Array:
+        """k (m,) per column of X (n_x, m): the smallest power s = 2^k for which no
+        sum of the forward pass on X / s can overflow, whatever its order (every
+        partial sum is bounded by the sum of the magnitudes); 0 for most inputs."""
         P, st = self.params, self.standardization
-        dtype = P.theta.dtype
         _, e_x = np.frexp(X)  # |x| < 2^e_x
         if st is None:
             e_u = e_x.max(axis=0)  # |u| < 2^e_u per column, u the layer's input
@@ -105,12 +115,27 @@ class Model:
             _, e_mean = np.frexp(st.mean)
             _, e_scale = np.frexp(st.scale)
             e_u = (np.maximum(e_x, e_mean) + 2 - e_scale).max(axis=0)
-        # |Z1'| <= max_i Σ_j |W1_ij|·|u'_j| + |b1|, |Z2'| <= Σ |W2|·max|Z1'| + |b2|
-        W1_sum = float(np.abs(P.W1).astype(np.float64).sum(axis=1).max())
-        W2_sum = float(np.abs(P.W2).astype(np.float64).sum())
-        e_W = int(np.frexp(W1_sum)[1]) + int(np.frexp(W2_sum)[1])
-        room = np.finfo(dtype).maxexp - 8  # below the largest exponent, for the sums
-        k = np.maximum(e_u + max(e_W, 0) - room, 0)  # (m,): s = 2^k
+        room = np.finfo(P.theta.dtype).maxexp - 8  # below the largest exponent, for the sums
+        k: Array = np.maximum(e_u + max(self._weight_exponent, 0) - room, 0)
+        return k
+
+    @property
+    def _weight_exponent(self) -> int:
+        """e_W with |Z1'| <= max_i Σ_j |W1_ij|·|u'_j| + |b1|, |Z2'| <= Σ |W2|·max|Z1'| + |b2|
+        below 2^(e_u + e_W): worked out once per model (O(n_h·n_x))."""
+        if not self._bounds:
+            P = self.params
+            W1_sum = float(np.abs(P.W1).astype(np.float64).sum(axis=1).max())
+            W2_sum = float(np.abs(P.W2).astype(np.float64).sum())
+            self._bounds.append(int(np.frexp(W1_sum)[1]) + int(np.frexp(W2_sum)[1]))
+        return self._bounds[0]
+
+    def _scaled_proba(self, X: Array) -> Array:
+        """ŷ (1, m) for columns X (n_x, m) whose plain pass may overflow, each scaled
+        by its own s = 2^k (the module's docstring)."""
+        P, st = self.params, self.standardization
+        dtype = P.theta.dtype
+        k = self._scale_exponents(X)  # (m,): s = 2^k
         U = np.ldexp(X, -k)
         if st is not None:
             U -= np.ldexp(st.mean, -k)

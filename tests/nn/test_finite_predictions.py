@@ -64,12 +64,33 @@ def test_probabilities_are_finite_and_plain_where_the_plain_pass_is(
     P, s = model.params, model.standardization
     with np.errstate(all="ignore"):
         Xs = X if s is None else s.transform(X)
-        plain = forward(P, Xs.astype(P.theta.dtype), model.activation).A2
-    finite_plain = np.isfinite(plain)
+        plain = forward(P, Xs.astype(P.theta.dtype), model.activation)
+    # where no sum of the plain pass overflowed: ±inf never turns finite again, so
+    # finite Z1 and Z2 mean every partial sum was in range
+    finite_plain = np.isfinite(plain.Z1).all(axis=0) & np.isfinite(plain.Z2[0])
     tolerance = 1e-12 if P.theta.dtype == np.float64 else 1e-5
     np.testing.assert_allclose(
-        A2[finite_plain], plain[finite_plain], rtol=tolerance, atol=tolerance
+        A2[0, finite_plain], plain.A2[0, finite_plain], rtol=tolerance, atol=tolerance
     )
+
+
+def test_a_sum_that_overflows_in_some_order_is_not_taken_for_an_answer() -> None:
+    """Z1 = (-2^1023) + (-2^1023) + 2^1023 + 2^1023 + 5 is 5, but summed in some
+    orders it is -inf, which relu makes 0 and σ a finite 0.5: every arrangement
+    of the four features, whatever order the GEMM sums in, answers σ(5)."""
+    big = 2.0**1023
+    arrangements = [
+        [-big if i in negatives else big for i in range(4)]
+        for negatives in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+    ]
+    params = Parameters.from_arrays(
+        np.ones((1, 4)), np.array([[5.0]]), np.array([[1.0]]), np.array([[0.0]])
+    )
+    model = Model(params=params, activation="relu", classes=(0, 1), standardization=None)
+    expected = 1 / (1 + np.exp(-5.0))
+    for m in (6, 120):  # a small batch's buffers, and the large batch's path
+        X = np.array(arrangements * (m // 6)).T  # (4, m)
+        np.testing.assert_allclose(model.predict_proba(X)[0], expected, rtol=1e-15)
 
 
 def test_extreme_rows_have_the_limits_of_the_ordinary_ones() -> None:
