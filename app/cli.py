@@ -4,6 +4,7 @@ validate its settings) and the client commands of app.client.cli (which do not).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from app.client.cli import COMMANDS as CLIENT_COMMANDS
@@ -34,6 +35,9 @@ def serve(host: str, port: int) -> None:
         )
     if settings.is_sqlite:  # the embedded default migrates itself
         upgrade(settings.database_url)
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    logging.getLogger("twolayer").info("the dashboard: %s/ui, the API's docs: %s/docs", base, base)
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -77,7 +77,8 @@ def create_app(
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     # first: routes match in order (served by plain routes, documented by the routers)
     app.router.routes.extend([*predict.routes, *datasets.routes])
-    for router in (health.router, runs.router, datasets.router, docs.router, ui.router):
+    routers = (health.router, runs.router, datasets.router, docs.router, ui.router, ui.root_router)
+    for router in routers:
         app.include_router(router)
     app.mount("/static", docs.static_files(), name="static")
 

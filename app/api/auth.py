@@ -50,7 +50,7 @@ class KeyCache:
 
 # The dashboard's page shells (/ui, app.api.ui) hold no owner data: a browser's
 # navigation cannot send the key, so the pages' scripts send it with each call.
-OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui"})
+OPEN_PATHS = frozenset({"/", "/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui"})
 OPEN_PREFIXES = ("/static/", "/ui/")
 _OWNER = "owner"  # where AuthGate leaves the owner, in the request's state
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.api.deps import SettingsDep
 from app.core.errors import NotFound
@@ -46,6 +46,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+root_router = APIRouter(include_in_schema=False)
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     autoescape=True,
@@ -115,6 +116,12 @@ def _page(request: Request, template: str, title: str, script: str, **context: A
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@root_router.get("/")
+async def home(request: Request) -> RedirectResponse:
+    """The server's address in a browser opens the dashboard."""
+    return RedirectResponse(f"{request.scope.get('root_path', '')}/ui", status_code=307)
 
 
 @router.get("")

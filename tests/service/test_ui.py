@@ -110,3 +110,10 @@ def test_with_auth_on_the_shells_need_no_key_and_hold_no_run_data(
         assert dataset["name"] not in html
         assert "alice" not in html
     assert "set-cookie" not in secured_api.get("/ui").headers
+
+
+def test_the_servers_address_opens_the_dashboard_without_a_key(secured_api: TestClient) -> None:
+    response = secured_api.get("/", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/ui"
+    assert secured_api.get("/").status_code == 200  # followed: the runs page's shell
