@@ -351,3 +351,33 @@ def test_with_auth_on_the_page_asks_for_a_key_and_shows_only_its_owners_runs(
             assert requests
             assert all(keys["alice"] not in url and keys["bob"] not in url for url in requests)
             assert site.refused == []
+
+
+HOSTILE = (
+    '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> 名前 🦄 \u202eevil'
+)
+
+
+def test_names_are_shown_as_text_never_run_as_markup(
+    ui: tuple[Page, Site], site: str, client: httpx.Client
+) -> None:
+    """A run and a dataset named with markup, scripts and any Unicode: the runs
+    page and the run page show the names verbatim and run nothing of them."""
+    features = [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]] * 5
+    response = client.post(
+        "/datasets", json={"name": HOSTILE, "features": features, "labels": [0, 0, 1, 1] * 5}
+    )
+    assert response.status_code == 201, response.text
+    run_id = start(client, response.json(), HOSTILE, epochs=5)
+    wait_run(client, run_id, ENDED)
+    page, _ = ui
+    page.goto(f"{site}/ui")
+    row = page.locator(f"#runs tbody tr[data-run-id='{run_id}']")
+    row.wait_for()
+    assert HOSTILE in row.inner_text()  # the run's name and the dataset's, as text
+    page.goto(f"{site}/ui/runs/{run_id}")
+    until(page, f"document.getElementById('run-name').textContent.includes({HOSTILE!r})")
+    until(page, "document.querySelector('#boundary-panel:not([hidden])')")
+    assert page.evaluate("window.__pwned") is None
+    # the CSP would stop the handler; the markup must not even be made
+    assert page.locator("img").count() == 0
