@@ -55,7 +55,11 @@ ENDED = ("succeeded", "failed", "cancelled")
 # ~0.2 ms an epoch here: a run of EPOCHS takes ~5 s, long enough to be caught
 # mid-run; LONG outlasts the API's stop and restart
 EPOCHS = 25_000
-LEASE_SECONDS = 5
+# Longer than a DNS lookup that times out (the resolver's 5 s) while podman
+# registers a restarted container's name again: with 5 s, a worker whose
+# renewal waited on that lookup once lost its lease to a postgres restart of
+# 0.2 s (and the run went on, correctly, as a second attempt on the other)
+LEASE_SECONDS = 12
 LONG = 60_000
 
 # the build and the first start may take minutes on a new machine (the
@@ -160,7 +164,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             {
                 "POSTGRES_PASSWORD": secrets.token_hex(16),
                 "TWOLAYER_PORT": f"127.0.0.1:{port}",  # published on the loopback only
-                # a killed worker's run moves on within ~7 s
+                # a killed worker's run moves on within ~14 s
                 "TWOLAYER_LEASE_SECONDS": str(LEASE_SECONDS),
             },
         )
