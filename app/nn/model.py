@@ -14,10 +14,11 @@ exact power of two s = 2^k, chosen from the exponents of x, mean, scale and
 the weights so that nothing overflows: with x' = x/s, mean/s and biases b/s,
 
     Z1' = W1·((x' - mean/s) / scale) + b1/s = Z1 / s
-    relu:  Z2 = s·(W2·relu(Z1') + b2/s)        (relu is positively homogeneous)
+    relu:  Z2 = s·(W2·relu(Z1')) + b2          (relu is positively homogeneous)
     tanh:  Z2 = W2·tanh(s·Z1') + b2            (tanh(±inf) = ±1)
 
-and σ(±inf) is exactly 0 or 1. Every other column is the plain pass, unchanged.
+and σ(±inf) is exactly 0 or 1, all in float64 (a float32 model's b/s would
+underflow). Every other column is the plain pass, unchanged.
 """
 
 from __future__ import annotations
@@ -103,10 +104,11 @@ class Model:
                 A2[:, redo] = self._scaled_proba(X[:, redo])
         return A2
 
-    def _scale_exponents(self, X: Array) -> Array:
+    def _scale_exponents(self, X: Array, dtype: Any = None) -> Array:
         """k (m,) per column of X (n_x, m): the smallest power s = 2^k for which no
-        sum of the forward pass on X / s can overflow, whatever its order (every
-        partial sum is bounded by the sum of the magnitudes); 0 for most inputs."""
+        sum of the forward pass on X / s, in `dtype` (the model's by default), can
+        overflow, whatever its order (every partial sum is bounded by the sum of
+        the magnitudes); 0 for most inputs."""
         P, st = self.params, self.standardization
         _, e_x = np.frexp(X)  # |x| < 2^e_x
         if st is None:
@@ -115,7 +117,7 @@ class Model:
             _, e_mean = np.frexp(st.mean)
             _, e_scale = np.frexp(st.scale)
             e_u = (np.maximum(e_x, e_mean) + 2 - e_scale).max(axis=0)
-        room = np.finfo(P.theta.dtype).maxexp - 8  # below the largest exponent, for the sums
+        room = np.finfo(dtype or P.theta.dtype).maxexp - 8  # below the largest exponent
         k: Array = np.maximum(e_u + max(self._weight_exponent, 0) - room, 0)
         return k
 
@@ -134,19 +136,21 @@ class Model:
         """ŷ (1, m) for columns X (n_x, m) whose plain pass may overflow, each scaled
         by its own s = 2^k (the module's docstring)."""
         P, st = self.params, self.standardization
-        dtype = P.theta.dtype
-        k = self._scale_exponents(X)  # (m,): s = 2^k
+        # in float64 whatever the model's dtype: a float32 model's b/s would
+        # underflow to 0 at the scales a float32 pass needs
+        W1, b1, W2, b2 = (a.astype(np.float64) for a in (P.W1, P.b1, P.W2, P.b2))
+        k = self._scale_exponents(X, np.float64)  # (m,): s = 2^k
         U = np.ldexp(X, -k)
         if st is not None:
             U -= np.ldexp(st.mean, -k)
             U /= st.scale
-        Z1 = P.W1 @ U.astype(dtype) + np.ldexp(P.b1, -k)  # Z1' = Z1 / s
+        Z1 = W1 @ U + np.ldexp(b1, -k)  # Z1' = Z1 / s
         if self.activation == "relu":
             np.maximum(Z1, 0, out=Z1)
-            Z2 = np.ldexp(P.W2 @ Z1 + np.ldexp(P.b2, -k), k)  # s·Z2', ±inf past the range
+            Z2 = np.ldexp(W2 @ Z1, k) + b2  # s·W2·relu(Z1') + b2, ±inf past the range
         else:
-            Z2 = P.W2 @ np.tanh(np.ldexp(Z1, k)) + P.b2
-        return sigmoid(Z2.astype(dtype))
+            Z2 = W2 @ np.tanh(np.ldexp(Z1, k)) + b2
+        return sigmoid(Z2).astype(P.theta.dtype)
 
     def _plain_proba(self, X: Array) -> Array:
         """The forward pass as trained, on the fast path's buffers."""

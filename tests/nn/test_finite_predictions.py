@@ -105,3 +105,16 @@ def test_extreme_rows_have_the_limits_of_the_ordinary_ones() -> None:
     model = Model(params=params, activation="relu", classes=(0, 1), standardization=None)
     A2 = model.predict_proba(np.array([[1e308, -1e308, 1e300, -1e300, 0.0]]))
     assert A2.tolist() == [[1.0, 0.0, 1.0, 0.0, model.predict_proba(np.zeros((1, 1)))[0, 0]]]
+
+
+def test_a_float32_models_bias_survives_the_scaled_pass() -> None:
+    """x = 1e300 is past float32's range: the scaled pass (in float64) keeps b2,
+    which 2^-k would have made 0 in float32 (ŷ 0.5 instead of σ(-5))."""
+    params = Parameters.from_arrays(
+        np.array([[-1.0]]), np.array([[0.0]]), np.array([[1.0]]), np.array([[-5.0]]),
+        dtype=np.float32,
+    )  # fmt: skip
+    model = Model(params=params, activation="relu", classes=(0, 1), standardization=None)
+    A2 = model.predict_proba(np.array([[1e300, 1e39, 1.0]]))
+    assert A2.dtype == np.float32
+    np.testing.assert_allclose(A2[0], 1 / (1 + np.exp(5.0)), rtol=1e-6)
