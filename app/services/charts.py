@@ -184,9 +184,13 @@ class Boundary:
 
 
 def _axis(values: np.ndarray, resolution: int) -> np.ndarray:
+    """The grid's values along one feature: its range and a margin, finite however
+    wide the range (±1.7e308 included: high - low itself would overflow)."""
     low, high = float(values.min()), float(values.max())
-    margin = (high - low) * BOUNDARY_MARGIN or 1.0  # a constant feature: ±1 around it
-    return np.linspace(low - margin, high + margin, resolution)
+    margin = high * BOUNDARY_MARGIN - low * BOUNDARY_MARGIN or 1.0  # a constant one: ±1
+    largest = float(np.finfo(np.float64).max)
+    start, stop = max(low - margin, -largest), min(high + margin, largest)
+    return np.linspace(start / 4, stop / 4, resolution) * 4  # stop - start may overflow
 
 
 def get_boundary(

@@ -17,7 +17,7 @@ from sqlalchemy import insert
 
 from app.db.models import RunEpoch
 from app.db.session import Database
-from app.services.charts import BOUNDARY_POINTS_MAX, keep_extremes
+from app.services.charts import BOUNDARY_POINTS_MAX, _axis, keep_extremes
 from tests.service.conftest import (
     bearer,
     ended,
@@ -251,3 +251,16 @@ def test_while_it_trains_the_boundary_is_its_latest_checkpoints(service: TestCli
     assert cancelled["status"] == "cancelled"
     final = service.get(f"/runs/{run_id}/boundary").json()
     assert final["epoch"] == cancelled["progress"]["epoch"]  # the model it kept
+
+
+def test_a_feature_spanning_all_floats_still_has_a_finite_grid() -> None:
+    """high - low overflows for ±1.7e308: the grid stays finite and covers them
+    (it was NaN, and /boundary answered 500)."""
+    big = 1.7e308
+    axis = _axis(np.array([-big, 0.0, big]), 10)
+    assert np.isfinite(axis).all()
+    assert axis[0] < -big
+    assert axis[-1] > big
+    assert list(axis) == sorted(axis)
+    np.testing.assert_allclose(_axis(np.array([0.0, 1.0]), 3), [-0.05, 0.5, 1.05])
+    np.testing.assert_allclose(_axis(np.array([2.0, 2.0]), 3), [1.0, 2.0, 3.0])
