@@ -236,6 +236,14 @@ def find_run(client: Client, ref: str) -> Run:
         raise
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def predict(client: Client, args: argparse.Namespace) -> int:
     run = find_run(client, args.run)
     dataset = client.datasets.get(run.dataset_id)
@@ -243,6 +251,11 @@ def predict(client: Client, args: argparse.Namespace) -> int:
     names = dataset.feature_names
     if all(n in header for n in names):
         columns = [header.index(n) for n in names]
+    elif all(_is_number(cell) for cell in header):  # its first row would be lost
+        raise ValueError(
+            f"{args.data} has no header row (its first line is numbers): add one "
+            f"naming its columns, e.g. {','.join(names)}"
+        )
     elif len(header) == len(names):
         columns = list(range(len(header)))
     else:

@@ -103,6 +103,12 @@ def test_predict_runs_and_datasets_commands(live_url: str, data: Path, tmp_path:
         expected.probabilities.tolist(), rel=1e-12
     )  # the same to rounding (a batch of 80 rows vs one of 3)
 
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text("0.5,1\n1,2\n3,4\n")
+    refused = twolayer(live_url, "predict", "cli-predict", str(headerless))
+    assert refused.returncode == 2
+    assert "no header row" in refused.stderr  # its first row is not taken for one
+
     runs = json.loads(twolayer(live_url, "runs", "list", "--name", "cli-predict", "--json").stdout)
     assert [r["id"] for r in runs] == [run.id]
     table = twolayer(live_url, "runs", "list").stdout.splitlines()
