@@ -23,6 +23,7 @@ underflow). Every other column is the plain pass, unchanged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +68,7 @@ class Model:
     _kept: list[int] = field(  # [bytes of the buffer sets kept], at most BUFFER_BYTES
         default_factory=lambda: [0], init=False, repr=False, compare=False
     )
-    _bounds: list[int] = field(  # [e_W] once worked out (_weight_exponent)
+    _bounds: list[int] = field(  # [e_W, plain limit] once worked out (_limits)
         default_factory=list, init=False, repr=False, compare=False
     )
 
@@ -98,7 +99,7 @@ class Model:
             # sums: a column that may overflow at all is computed scaled.
             # One look at X's largest magnitude clears the usual input at once.
             extreme = max(abs(float(X.max(initial=0.0))), abs(float(X.min(initial=0.0))))
-            if self._scale_exponents(np.full((self.n_features, 1), extreme))[0] > 0:
+            if math.frexp(extreme)[1] > self._limits()[1]:
                 redo |= self._scale_exponents(X) > 0
             if redo.any():
                 A2[:, redo] = self._scaled_proba(X[:, redo])
@@ -118,19 +119,28 @@ class Model:
             _, e_scale = np.frexp(st.scale)
             e_u = (np.maximum(e_x, e_mean) + 2 - e_scale).max(axis=0)
         room = np.finfo(dtype or P.theta.dtype).maxexp - 8  # below the largest exponent
-        k: Array = np.maximum(e_u + max(self._weight_exponent, 0) - room, 0)
+        k: Array = np.maximum(e_u + max(self._limits()[0], 0) - room, 0)
         return k
 
-    @property
-    def _weight_exponent(self) -> int:
-        """e_W with |Z1'| <= max_i Σ_j |W1_ij|·|u'_j| + |b1|, |Z2'| <= Σ |W2|·max|Z1'| + |b2|
-        below 2^(e_u + e_W): worked out once per model (O(n_h·n_x))."""
+    def _limits(self) -> tuple[int, int]:
+        """(e_W, the plain pass's limit), worked out once per model (O(n_h·n_x)).
+
+        e_W: |Z1'| <= max_i Σ_j |W1_ij|·|u'_j| + |b1| and |Z2'| <= Σ |W2|·max|Z1'| +
+        |b2| stay below 2^(e_u + e_W). The limit: _scale_exponents is 0 for every
+        column iff the exponent of max|x| is at most it (without standardization,
+        e_x + e_W' <= room; with it, for every feature j, max(e_x, e_mean_j) + 2 -
+        e_scale_j + e_W' <= room)."""
         if not self._bounds:
-            P = self.params
+            P, st = self.params, self.standardization
             W1_sum = float(np.abs(P.W1).astype(np.float64).sum(axis=1).max())
             W2_sum = float(np.abs(P.W2).astype(np.float64).sum())
-            self._bounds.append(int(np.frexp(W1_sum)[1]) + int(np.frexp(W2_sum)[1]))
-        return self._bounds[0]
+            e_W = int(np.frexp(W1_sum)[1]) + int(np.frexp(W2_sum)[1])
+            limit = np.finfo(P.theta.dtype).maxexp - 8 - max(e_W, 0)
+            if st is not None:
+                ceiling = limit - 2 + np.frexp(st.scale)[1]
+                limit = int(ceiling.min()) if (np.frexp(st.mean)[1] <= ceiling).all() else -(2**31)
+            self._bounds.extend([e_W, limit])
+        return self._bounds[0], self._bounds[1]
 
     def _scaled_proba(self, X: Array) -> Array:
         """ŷ (1, m) for columns X (n_x, m) whose plain pass may overflow, each scaled

@@ -3,6 +3,8 @@ forward pass is finite (Hypothesis: ±1e308, subnormals, 0, ...)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,3 +120,15 @@ def test_a_float32_models_bias_survives_the_scaled_pass() -> None:
     A2 = model.predict_proba(np.array([[1e300, 1e39, 1.0]]))
     assert A2.dtype == np.float32
     np.testing.assert_allclose(A2[0], 1 / (1 + np.exp(5.0)), rtol=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(models_and_inputs(), st.one_of(finite, st.sampled_from([0.0, 2.0**1023, 1e38, 1e300])))
+def test_the_once_worked_out_limit_is_the_columns_own_rule(
+    case: tuple[Model, np.ndarray], x: float
+) -> None:
+    """max|x| past the model's limit exactly when a column of it would be scaled."""
+    model, _ = case
+    column = np.full((model.n_features, 1), abs(x))
+    past = math.frexp(abs(x))[1] > model._limits()[1]
+    assert past == bool(model._scale_exponents(column)[0] > 0)
