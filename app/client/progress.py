@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, TextIO
 
@@ -25,17 +26,20 @@ def seconds(value: float | None) -> str:
     return f"{minutes}:{secs:02d}" if minutes else f"{secs} s"
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What a view shows of a run at one moment."""
+
+    status: str
+    epoch: int
+    epochs: int
+    cost: float | None
+    validation_cost: float | None
+    eta_seconds: float | None
+
+
 class ProgressView(Protocol):
-    def update(
-        self,
-        *,
-        status: str,
-        epoch: int,
-        epochs: int,
-        cost: float | None,
-        validation_cost: float | None,
-        eta_seconds: float | None,
-    ) -> None: ...
+    def update(self, shown: Shown) -> None: ...
 
     def __enter__(self) -> ProgressView: ...
 
@@ -77,25 +81,16 @@ class BarView:
     ) -> None:
         self.progress.stop()
 
-    def update(
-        self,
-        *,
-        status: str,
-        epoch: int,
-        epochs: int,
-        cost: float | None,
-        validation_cost: float | None,
-        eta_seconds: float | None,
-    ) -> None:
+    def update(self, shown: Shown) -> None:
         self.progress.update(
             self.task,
-            completed=epoch,
-            total=epochs,
-            status=status,
-            epoch=f"{epoch}/{epochs}",
-            cost=figure(cost),
-            validation_cost=figure(validation_cost),
-            eta=seconds(eta_seconds),
+            completed=shown.epoch,
+            total=shown.epochs,
+            status=shown.status,
+            epoch=f"{shown.epoch}/{shown.epochs}",
+            cost=figure(shown.cost),
+            validation_cost=figure(shown.validation_cost),
+            eta=seconds(shown.eta_seconds),
         )
 
 
@@ -128,22 +123,15 @@ class LineView:
         self.pending = None
         self.last_line = time.monotonic()
 
-    def update(
-        self,
-        *,
-        status: str,
-        epoch: int,
-        epochs: int,
-        cost: float | None,
-        validation_cost: float | None,
-        eta_seconds: float | None,
-    ) -> None:
+    def update(self, shown: Shown) -> None:
         line = (
-            f"{self.run_id} {status} epoch {epoch}/{epochs} cost {figure(cost)} "
-            f"validation cost {figure(validation_cost)} left {seconds(eta_seconds)}"
+            f"{self.run_id} {shown.status} epoch {shown.epoch}/{shown.epochs} "
+            f"cost {figure(shown.cost)} validation cost {figure(shown.validation_cost)} "
+            f"left {seconds(shown.eta_seconds)}"
         )
         if line == self.last_written:
             return  # nothing new (a beat while queued)
+        status = shown.status
         if status != self.last_status or time.monotonic() - self.last_line >= PLAIN_EVERY_SECONDS:
             self.last_status = status
             self.write(line)

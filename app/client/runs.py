@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from app.client.errors import (
     retry_after,
 )
 from app.client.events import EndEvent, EpochsEvent, RunEvent, StateEvent, parse_sse, typed_event
-from app.client.progress import Pace, progress_view
+from app.client.progress import Pace, Shown, progress_view
 from app.client.transport import Transport, should_retry_status
 from app.db.models import ENDED_STATUSES, RunStatus
 from app.schemas.common import Page
@@ -81,7 +82,7 @@ class Run(RunRead):
         view = progress_view(self.id, stream) if progress else None
         pace = Pace()
         last_epoch = self.progress.epoch
-        with view if view is not None else _Null():
+        with view if view is not None else contextlib.nullcontext():
             for event in self.events(since=last_epoch or None):
                 if isinstance(event, EpochsEvent):
                     h = event.history
@@ -90,26 +91,20 @@ class Run(RunRead):
                         cost = h.train_cost[-1]
                         validation_cost = h.validation_cost[-1] if h.validation_cost else None
                     if view is not None:
+                        epochs = self.progress.epochs
+                        eta = pace.eta(last_epoch, epochs)
                         view.update(
-                            status=self.status,
-                            epoch=last_epoch,
-                            epochs=self.progress.epochs,
-                            cost=cost,
-                            validation_cost=validation_cost,
-                            eta_seconds=pace.eta(last_epoch, self.progress.epochs),
+                            Shown(self.status, last_epoch, epochs, cost, validation_cost, eta)
                         )
                 elif isinstance(event, StateEvent):
                     object.__setattr__(self, "status", event.status)
                     object.__setattr__(self, "eta_seconds", event.eta_seconds)
                     # an ended status comes before the last epochs: the end shows it
                     if view is not None and event.status not in ENDED_STATUSES:
+                        epoch = max(event.epoch, last_epoch)
+                        eta = event.eta_seconds
                         view.update(
-                            status=event.status,
-                            epoch=max(event.epoch, last_epoch),
-                            epochs=event.epochs,
-                            cost=cost,
-                            validation_cost=validation_cost,
-                            eta_seconds=event.eta_seconds,
+                            Shown(event.status, epoch, event.epochs, cost, validation_cost, eta)
                         )
                 elif isinstance(event, EndEvent):
                     if event.reason == "deleted":
@@ -121,14 +116,9 @@ class Run(RunRead):
                             status=401, title="Unauthorized", detail=event.detail or ""
                         )
                     if view is not None and event.status is not None:
-                        view.update(
-                            status=event.status,
-                            epoch=event.epoch or last_epoch,
-                            epochs=event.epochs or self.progress.epochs,
-                            cost=cost,
-                            validation_cost=validation_cost,
-                            eta_seconds=None,
-                        )
+                        epoch = event.epoch or last_epoch
+                        epochs = event.epochs or self.progress.epochs
+                        view.update(Shown(event.status, epoch, epochs, cost, validation_cost, None))
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     raise WaitTimeoutError(f"run {self.id} had not ended after {timeout} s")
@@ -162,14 +152,6 @@ class Run(RunRead):
         target = Path(path)
         target.write_bytes(response.content)
         return target
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 class Runs:
