@@ -15,6 +15,8 @@ This module fails, never skips, when podman is missing: `make image-test`
 from __future__ import annotations
 
 import base64
+import io
+import json
 import os
 import re
 import secrets
@@ -30,9 +32,9 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 
-from app.db.arrays import DatasetArrays, dataset_arrays, load_dataset_arrays
+from app.db.arrays import DatasetArrays, load_dataset_arrays, load_npy
 from app.db.session import Database
-from app.nn import Hyperparameters, Model, Trainer
+from app.nn import Model
 from tests.container.podman import (
     ROOT,
     Compose,
@@ -137,11 +139,18 @@ class Stack:
         return Model.from_bytes(response.content).params.theta
 
     def uninterrupted(self, run: dict[str, Any]) -> np.ndarray:
-        """The same run trained here in one go, on the dataset as stored."""
-        blob = self.compose.psql(
-            f"SELECT encode(data, 'base64') FROM dataset WHERE id = '{run['dataset_id']}'"
+        """The same run trained in one go, on the dataset as stored (read with psql)."""
+        dataset_id = run["dataset_id"]
+        chunks = self.compose.psql(
+            "SELECT string_agg(encode(data, 'base64'), '|' ORDER BY seq) FROM dataset_chunk "
+            f"WHERE dataset_id = '{dataset_id}'"
         )
-        return trained_here(dataset_arrays(base64.b64decode(blob), []), run)
+        labels = self.compose.psql(
+            f"SELECT encode(labels, 'base64') FROM dataset WHERE id = '{dataset_id}'"
+        )
+        X = np.concatenate([load_npy(base64.b64decode(c)) for c in chunks.split("|")])
+        Y = load_npy(base64.b64decode(labels)).astype(np.float64).reshape(1, -1)
+        return trained_in_image(self.image, DatasetArrays(X=X, Y=Y, classes=[]), run)
 
     def ready(self) -> bool:
         try:
@@ -219,10 +228,33 @@ def test_the_image_runs_unprivileged_and_its_healthchecks_tell_the_truth(stack: 
         podman("kill", "--signal", "CONT", one)
 
 
-def trained_here(arrays: DatasetArrays, run: dict[str, Any]) -> np.ndarray:
-    """θ of the run (as GET /runs/{id} reads it) trained in this process, in one go."""
-    hp = Hyperparameters(**run["hyperparameters"])
-    return Trainer(arrays.X.T, arrays.Y, hp).run().model.params.theta
+# trains in the image, reading X, Y and the hyperparameters as .npz from stdin
+# and writing θ as base64 .npy to stdout
+_TRAIN = """
+import base64, io, json, sys
+import numpy as np
+from app.nn import Hyperparameters, Trainer
+with np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False) as f:
+    X, Y, hp = f["X"], f["Y"], json.loads(str(f["hp"]))
+theta = Trainer(X.T, Y, Hyperparameters(**hp)).run().model.params.theta
+buf = io.BytesIO()
+np.save(buf, theta, allow_pickle=False)
+print(base64.b64encode(buf.getvalue()).decode())
+"""
+
+
+def trained_in_image(image: str, arrays: DatasetArrays, run: dict[str, Any]) -> np.ndarray:
+    """θ of the run (as GET /runs/{id} reads it) trained in one go by the image's
+    own Python and BLAS, in a container of its own: the host's BLAS may pick
+    other kernels (an OPENBLAS_CORETYPE in its environment, say), whose last bits
+    differ."""
+    buf = io.BytesIO()
+    np.savez(buf, X=arrays.X, Y=arrays.Y, hp=np.array(json.dumps(run["hyperparameters"])))
+    done = podman(
+        "run", "--rm", "-i", "--network", "none", image, "python", "-c", _TRAIN,
+        input=buf.getvalue(), timeout=120,
+    )  # fmt: skip
+    return load_npy(base64.b64decode(done.stdout.strip()))
 
 
 def remove(name: str) -> None:
@@ -465,7 +497,8 @@ def test_the_image_on_the_hosts_own_postgresql_and_redis(stack: Stack) -> None:
                 arrays = load_dataset_arrays(db=db, dataset_id=dataset)
             finally:
                 db.dispose()
-            np.testing.assert_array_equal(host.theta(key, run_id), trained_here(arrays, done))
+            reference = trained_in_image(stack.image, arrays, done)
+            np.testing.assert_array_equal(host.theta(key, run_id), reference)
             answer = host.call(
                 "POST", "/predict", key, json={"run_id": run_id, "instances": [[0, 1]]}
             )
