@@ -73,6 +73,7 @@ def create_app(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         idle_seconds=settings.body_timeout_seconds,
+        uploads=(datasets.UPLOAD_PATHS, settings.max_upload_bytes),
     )
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     # first: routes match in order (served by plain routes, documented by the routers)

@@ -1,5 +1,5 @@
-"""The request body's limits, enforced before and while it is read: its size, and
-how long it may pause."""
+"""The request body's limits, enforced before and while it is read: its size (a
+file upload's own, larger), and how long it may pause."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.problems import problem_response
 from app.core.errors import DomainError, RequestTimeout, TooLarge
 
+UPLOAD_ENVELOPE_BYTES = 1024 * 1024
+
 
 class BodyLimit:
     """413 for a body over `max_bytes`: refused up front when Content-Length says
@@ -20,16 +22,25 @@ class BodyLimit:
     between two pieces; once the body is complete, nothing is timed (a stream's
     wait for the client to disconnect is not a body)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, idle_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        idle_seconds: float = 30.0,
+        uploads: tuple[frozenset[str], int] = (frozenset(), 0),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
+        # file uploads' paths have their own limit: the file's, plus the
+        # multipart envelope and the form's other fields (UPLOAD_ENVELOPE_BYTES)
+        self.upload_paths, self.upload_bytes = uploads[0], uploads[1] + UPLOAD_ENVELOPE_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.upload_bytes if scope["path"] in self.upload_paths else self.max_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

@@ -7,7 +7,8 @@ from contextlib import AsyncExitStack
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile, status
-from pydantic import ValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import StringConstraints, ValidationError
 from starlette.routing import Route
 
 from app.api.auth import OwnerDep, owner_of
@@ -18,7 +19,10 @@ from app.core.text import NAME_MAX, NO_NUL
 from app.schemas.common import Page, problems
 from app.schemas.datasets import DatasetCreate, DatasetRead, SampleDatasetCreate
 from app.schemas.predict import LARGE_BODY_BYTES
+from app.services import dataset_files
 from app.services import datasets as service
+from app.services.dataset_files import FileFormat
+from app.services.ingest_formats import Choice, Delimiter, Missing
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 DatasetId = Annotated[str, Path(description="the dataset's id")]
@@ -71,20 +75,25 @@ async def create_dataset_served(request: Request) -> Response:
 routes = [Route("/datasets", create_dataset_served, methods=["POST"])]
 
 
+UPLOAD_PATHS = frozenset({"/datasets/upload", "/datasets/csv"})
+FILE_HELP = (
+    "CSV with a header row (comma, semicolon, tab or pipe separated, detected; "
+    "quoted fields, BOM, CRLF; plain or gzip/zstd/bzip2-compressed), Parquet, or Arrow IPC "
+    "(file or stream): detected from its first bytes"
+)
+
+
 @router.post(
-    "/csv",
+    "/upload",
     status_code=status.HTTP_201_CREATED,
-    summary="Upload a CSV file",
+    summary="Upload a CSV, Parquet or Arrow file",
     responses=problems(Invalid, TooLarge, StorageFull),
 )
-async def upload_csv(
+async def upload_file(
     db: DatabaseDep,
     settings: SettingsDep,
     owner: OwnerDep,
-    file: Annotated[
-        UploadFile,
-        File(description="a CSV file with a header row: comma, semicolon or tab separated"),
-    ],
+    file: Annotated[UploadFile, File(description=FILE_HELP)],
     name: Annotated[
         str,
         Form(min_length=1, max_length=NAME_MAX, pattern=NO_NUL, description="a name for people"),
@@ -92,26 +101,60 @@ async def upload_csv(
     label_column: Annotated[
         str | None,
         Form(
-            description="the label column's name; default: the last column",
+            description="the label column's name (any type, two distinct values); "
+            "default: the last column",
             max_length=NAME_MAX,
             pattern=NO_NUL,
         ),
     ] = None,
+    feature_columns: Annotated[
+        list[Annotated[str, StringConstraints(max_length=NAME_MAX, pattern=NO_NUL)]] | None,
+        Form(description="the feature columns, in order (repeat the field); default: all others"),
+    ] = None,
+    delimiter: Annotated[
+        Delimiter | None,
+        Form(description="a CSV's separator; default: the one its header row uses"),
+    ] = None,
+    missing: Annotated[
+        Missing,
+        Form(
+            description="a missing value (empty cell, NA, NaN, null): `error` answers 422 "
+            "naming its column and row; `drop_rows` leaves its row out"
+        ),
+    ] = "error",
 ) -> DatasetRead:
-    """Every column but the label column must be numeric; labels that are all
-    integers become integers. With curl: `-F file=@data.csv -F name=mine`."""
+    """Numeric feature columns (int, float, bool) and a label column with two
+    values; a CSV's labels that are all integers become integers. With curl:
+    `-F file=@data.csv -F name=mine`."""
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise TooLarge(f"the file is larger than the limit of {settings.max_upload_bytes} bytes")
     dataset = await asyncio.to_thread(
-        service.create_dataset_from_csv,
+        service.create_dataset_from_file,
         db=db,
         owner=owner,
         settings=settings,
         name=name,
         file=file.file,
-        label_column=label_column,
+        choice=Choice(
+            label_column=label_column,
+            feature_columns=feature_columns,
+            delimiter=delimiter,
+            missing=missing,
+        ),
     )
     return DatasetRead.model_validate(dataset)
+
+
+router.add_api_route(
+    "/csv",
+    upload_file,
+    methods=["POST"],
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a CSV file (the same as /datasets/upload)",
+    description="Kept for clients of the first version: the same form as `/datasets/upload`.",
+    responses=problems(Invalid, TooLarge, StorageFull),
+    deprecated=True,
+)
 
 
 @router.post(
@@ -167,6 +210,37 @@ async def get_dataset(dataset_id: DatasetId, db: DatabaseDep, owner: OwnerDep) -
         service.get_dataset, db=db, owner=owner, dataset_id=dataset_id
     )
     return DatasetRead.model_validate(dataset)
+
+
+@router.get(
+    "/{dataset_id}/data.{format}",
+    summary="Download a dataset's data (CSV or Parquet)",
+    responses={
+        200: {
+            "content": {media: {} for media in dataset_files.MEDIA_TYPES.values()},
+            "description": "the features, then the label column, one row per sample",
+        },
+        **problems(NotFound),
+    },
+    response_class=StreamingResponse,
+)
+async def get_dataset_data(
+    dataset_id: DatasetId,
+    format: Annotated[FileFormat, Path(description="csv or parquet")],
+    db: DatabaseDep,
+    owner: OwnerDep,
+) -> StreamingResponse:
+    """The dataset as stored, streamed: a header row (the feature names, then the
+    label column's), features as float64 that read back exactly, labels as the
+    classes' values. Upload it again and you get the same sha256."""
+    download = await asyncio.to_thread(
+        dataset_files.dataset_file, db=db, owner=owner, dataset_id=dataset_id, format=format
+    )
+    return StreamingResponse(
+        download.chunks,
+        media_type=download.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+    )
 
 
 @router.delete(

@@ -114,7 +114,9 @@ def add_commands(commands: Any) -> None:
     datasets = commands.add_parser("datasets", help="list or upload datasets")
     dataset_actions = datasets.add_subparsers(dest="action", required=True)
     dataset_actions.add_parser("list", parents=[common], help="datasets, newest first")
-    upload = dataset_actions.add_parser("upload", parents=[common], help="upload a CSV file")
+    upload = dataset_actions.add_parser(
+        "upload", parents=[common], help="upload a CSV, Parquet or Arrow file"
+    )
     upload.add_argument("data", type=Path)
     upload.add_argument("--label-column")
     upload.add_argument("--name")

@@ -11,7 +11,6 @@ import numpy as np
 import orjson
 
 from app.client.arrays import PAGE_SIZE, as_labels, as_matrix, pages
-from app.client.errors import TwolayerError
 from app.client.transport import Transport
 from app.schemas.common import Page
 from app.schemas.datasets import DatasetRead
@@ -32,13 +31,10 @@ class Datasets:
         label_column: str | None = None,
         feature_names: Sequence[str] | None = None,
     ) -> DatasetRead:
-        """A dataset from whatever `data` is: a CSV or Parquet path, a pandas or
+        """A dataset from whatever `data` is: a CSV, Parquet or Arrow file's path, a pandas or
         polars frame (with `label_column`), or features X with `labels`."""
         if isinstance(data, str | os.PathLike):
-            path = Path(data)
-            if path.suffix.lower() in (".parquet", ".pq"):
-                return self.from_parquet(path, label_column=label_column, name=name)
-            return self.upload_csv(path, label_column=label_column, name=name)
+            return self.upload(data, label_column=label_column, name=name)
         if hasattr(data, "columns") and not isinstance(data, np.ndarray):
             if label_column is None:
                 raise ValueError("a frame needs label_column: the column of the labels")
@@ -81,43 +77,34 @@ class Datasets:
             X, frame[label_column].to_numpy(), name=name, feature_names=features
         )
 
-    def upload_csv(
+    def upload(
         self,
         path: str | os.PathLike[str],
         *,
         label_column: str | None = None,
+        feature_columns: Sequence[str] | None = None,
+        delimiter: str | None = None,
+        missing: str | None = None,
         name: str | None = None,
     ) -> DatasetRead:
-        """A CSV file with a header row, uploaded as it is (POST /datasets/csv)."""
+        """A CSV (plain or compressed), Parquet or Arrow IPC file, uploaded as it
+        is (POST /datasets/upload): the server reads it in bounded memory."""
         file = Path(path)
-        fields = {"name": name or file.name}
-        if label_column is not None:
-            fields["label_column"] = label_column
+        fields: dict[str, Any] = {"name": name or file.name}
+        for key, value in (
+            ("label_column", label_column),
+            ("delimiter", delimiter),
+            ("missing", missing),
+        ):
+            if value is not None:
+                fields[key] = value
+        if feature_columns is not None:
+            fields["feature_columns"] = list(feature_columns)
         with file.open("rb") as f:
-            files = {"file": (file.name, f, "text/csv")}
+            files = {"file": (file.name, f, "application/octet-stream")}
             return DatasetRead.model_validate(
-                self._http.json("POST", "/datasets/csv", data=fields, files=files)
+                self._http.json("POST", "/datasets/upload", data=fields, files=files)
             )
-
-    def from_parquet(
-        self, path: str | os.PathLike[str], *, label_column: str | None, name: str | None = None
-    ) -> DatasetRead:
-        """A Parquet file read with pyarrow, sent as arrays (the server takes no Parquet)."""
-        try:
-            import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
-        except ImportError:
-            raise TwolayerError(
-                "reading Parquet needs pyarrow: pip install pyarrow (or upload a CSV file)"
-            ) from None
-        table = pq.read_table(str(path))
-        columns = [str(c) for c in table.column_names]
-        label = label_column or columns[-1]
-        if label not in columns:
-            raise ValueError(f"no column {label!r}; the columns: {', '.join(columns)}")
-        features = [c for c in columns if c != label]
-        X = np.column_stack([table.column(c).to_numpy() for c in features]).astype(np.float64)
-        y = table.column(label).to_pylist()
-        return self.from_arrays(X, y, name=name or Path(path).name, feature_names=features)
 
     def sample(
         self,

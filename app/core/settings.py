@@ -29,12 +29,15 @@ class Settings(BaseSettings):
     max_run_seconds: float = Field(6 * 3600.0, gt=0)  # a run's wall-clock limit
 
     # request and data limits
+    # JSON bodies; a file upload (POST /datasets/upload) has its own limit, which
+    # admits max_samples rows of ~50 features as CSV at full precision (~20 bytes
+    # a value: 1 000 000 × 51 × 20 ≈ 1 GB); the budget below admits the result
     max_body_bytes: int = Field(64 * MiB, ge=1024)
-    max_upload_bytes: int = Field(64 * MiB, ge=1024)
+    max_upload_bytes: int = Field(1024 * MiB, ge=1024)
     max_samples: int = Field(1_000_000, ge=2)
     max_features: int = Field(1_000, ge=1)
-    max_csv_rows: int = Field(1_000_000, ge=2)
-    max_csv_columns: int = Field(1_001, ge=2)
+    # the columns an uploaded file may have (its features are chosen from them)
+    max_upload_columns: int = Field(10_000, ge=2)
     max_hidden_units: int = Field(4_096, ge=1)
     max_epochs: int = Field(100_000, ge=1)
     # samples × features × hidden units × epochs for one run

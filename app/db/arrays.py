@@ -1,30 +1,63 @@
-"""A dataset's arrays as its row stores them, for the services that write them
-and the workers that read them.
+"""A dataset's arrays as the database stores them, for the services that write
+them and the workers that read them.
 
-`dataset.data` is an `.npz` archive (format `twolayer.dataset/1`): X (m, n_x)
-float64, samples as rows as they arrived, and y (m,) int8 class codes, 0 for
-the first of the sorted `classes` and 1 for the second (the positive class).
+X (m, n_x) float64, samples as rows as they arrived, is stored in
+`dataset_chunk` rows: chunk `seq` holds rows seq·k … seq·k + k − 1 as a
+(k, n_x) array in NumPy's `.npy` format, k = `chunk_rows(n_x)` (about 8 MiB,
+a multiple of the engine's ROW_GROUP), the last chunk shorter. The class
+codes y (m,) int8 — 0 for the first of the sorted `classes`, 1 for the
+second — are `dataset.labels`, also `.npy`. Nothing is ever pickled.
+
+Chunks let a 400 MB dataset be written and read a block at a time: neither
+the server that stores it nor the worker that trains on it holds it whole
+besides the engine's own arrays (bench/README.md, "Ingest").
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound
-from app.db.models import Dataset
+from app.db.models import Dataset, DatasetChunk
 from app.db.session import Database
+from app.nn.data import ROW_GROUP
 from app.nn.preprocessing import Label
-from app.nn.serialization import dump_npz, load_npz
 
-DATASET_FORMAT = "twolayer.dataset/1"
+CHUNK_BYTES = 8 * 1024 * 1024
+_NPY_MAGIC = b"\x93NUMPY"
 
 
-def dataset_blob(X: np.ndarray, codes: np.ndarray) -> bytes:
-    """The `dataset.data` bytes for rows X (m, n_x) float64 and codes (m,) int8."""
-    return dump_npz({"X": X, "y": codes}, {"format": DATASET_FORMAT})
+def chunk_rows(n_x: int) -> int:
+    """Rows per chunk for n_x features: ~CHUNK_BYTES, a multiple of ROW_GROUP."""
+    return ROW_GROUP * max(1, CHUNK_BYTES // (8 * n_x * ROW_GROUP))
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    """An array from `.npy` bytes; ValueError for anything else (never unpickled)."""
+    if not bytes(data[:6]) == _NPY_MAGIC:
+        raise ValueError("not a .npy array")
+    arr: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+    return arr
+
+
+def insert_chunk(session: Session, *, dataset_id: str, seq: int, rows: np.ndarray) -> int:
+    """Write one chunk (k, n_x) float64 with a Core insert (the ORM would keep
+    every chunk's bytes until the commit); its stored size."""
+    data = npy_bytes(np.ascontiguousarray(rows, np.float64))
+    session.execute(insert(DatasetChunk), [{"dataset_id": dataset_id, "seq": seq, "data": data}])
+    return len(data)
 
 
 @dataclass(frozen=True)
@@ -36,18 +69,63 @@ class DatasetArrays:
     classes: list[Label]
 
 
-def load_dataset_arrays(*, db: Database, dataset_id: str) -> DatasetArrays:
+class DatasetRows:
+    """A stored dataset's X as the engine's `Rows` source: shape (m, n_x), and
+    blocks of rows read one chunk at a time (each pass a new read)."""
+
+    def __init__(self, *, db: Database, dataset_id: str, m: int, n_x: int) -> None:
+        self.db, self.dataset_id = db, dataset_id
+        self.shape = (m, n_x)
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        m, n_x = self.shape
+        start = 0
+        query = (
+            select(DatasetChunk.data)
+            .where(DatasetChunk.dataset_id == self.dataset_id)
+            .order_by(DatasetChunk.seq)
+            .execution_options(yield_per=1)  # a server-side cursor on PostgreSQL
+        )
+        with self.db.read() as session:
+            for data in session.scalars(query):
+                rows = load_npy(data)
+                del data
+                if rows.dtype != np.float64 or rows.ndim != 2 or rows.shape[1] != n_x:
+                    raise ValueError(f"dataset {self.dataset_id}: chunk of shape {rows.shape}")
+                yield start, rows
+                start += rows.shape[0]
+        if start != m:
+            raise ValueError(f"dataset {self.dataset_id}: chunks hold {start} rows, not {m}")
+
+
+@dataclass(frozen=True)
+class StoredDataset:
+    """What training needs of a dataset, X not read yet: its rows, Y (1, m), classes."""
+
+    rows: DatasetRows
+    Y: np.ndarray
+    classes: list[Label]
+
+
+def stored_dataset(*, db: Database, dataset_id: str) -> StoredDataset:
     with db.read() as session:
         row = session.execute(
-            select(Dataset.data, Dataset.classes).where(Dataset.id == dataset_id)
+            select(Dataset.labels, Dataset.classes, Dataset.n_samples, Dataset.n_features).where(
+                Dataset.id == dataset_id
+            )
         ).one_or_none()
     if row is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
-    return dataset_arrays(row.data, list(row.classes))
+    codes = load_npy(row.labels)
+    rows = DatasetRows(db=db, dataset_id=dataset_id, m=row.n_samples, n_x=row.n_features)
+    Y = codes.astype(np.float64).reshape(1, -1)
+    return StoredDataset(rows=rows, Y=Y, classes=list(row.classes))
 
 
-def dataset_arrays(data: bytes, classes: list[Label]) -> DatasetArrays:
-    """The inverse of dataset_blob, with the dataset's classes."""
-    arrays, _ = load_npz(data)
-    codes = arrays["y"].astype(np.float64).reshape(1, -1)
-    return DatasetArrays(X=arrays["X"], Y=codes, classes=classes)
+def load_dataset_arrays(*, db: Database, dataset_id: str) -> DatasetArrays:
+    """The whole dataset in memory (for small uses: a chart, a test)."""
+    stored = stored_dataset(db=db, dataset_id=dataset_id)
+    X = np.empty(stored.rows.shape)
+    for start, rows in stored.rows.blocks():
+        X[start : start + rows.shape[0]] = rows
+    return DatasetArrays(X=X, Y=stored.Y, classes=stored.classes)

@@ -1,5 +1,5 @@
-"""The tables (docs/design.md, "Storage"): dataset, run, run_epoch, model, checkpoint,
-api_key, server_secret."""
+"""The tables (docs/design.md, "Storage"): dataset, dataset_chunk, run, run_epoch,
+model, checkpoint, api_key, server_secret."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -66,12 +67,27 @@ class Dataset(Base):
     n_samples: Mapped[int] = mapped_column(Integer)
     n_features: Mapped[int] = mapped_column(Integer)
     feature_names: Mapped[list[str]] = mapped_column(JSON)
+    label_name: Mapped[str] = mapped_column(String(200), server_default="label")
     classes: Mapped[list[Any]] = mapped_column(JSON)
     class_counts: Mapped[list[int]] = mapped_column(JSON)
     sha256: Mapped[str] = mapped_column(String(64))
-    # X (m, n_x) float64 and y (m,) int8 class codes, in NumPy's .npz format
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # y (m,) int8 class codes in NumPy's .npy format; X is in dataset_chunk
+    labels: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)  # labels and every chunk
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DatasetChunk(Base):
+    """X's rows seq·k … in NumPy's .npy format: (k, n_x) float64, every chunk but
+    the last of the same k (app.db.arrays)."""
+
+    __tablename__ = "dataset_chunk"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Run(Base):

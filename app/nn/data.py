@@ -10,6 +10,8 @@ import numpy as np
 from app.nn.params import Array
 from app.nn.preprocessing import Standardization, stratified_split
 
+ROW_GROUP = 1024
+
 
 def augmented_rows(X: Array, standardization: Standardization | None, dtype: np.dtype) -> Array:
     """Rows [x_i, 1] (m, n_x+1), C-ordered, from X (n_x, m), standardized if given.

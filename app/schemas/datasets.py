@@ -120,6 +120,7 @@ class DatasetRead(BaseModel):
                     "n_samples": 400,
                     "n_features": 2,
                     "feature_names": ["x0", "x1"],
+                    "label_name": "label",
                     "classes": [0, 1],
                     "class_counts": [200, 200],
                     "sha256": "dd3ceaf43402762b761d1a1e7da54f6eb7fb5d2d1315f48ecb91a835951e99dc",
@@ -134,6 +135,7 @@ class DatasetRead(BaseModel):
     n_samples: int = Field(description="m, rows")
     n_features: int = Field(description="n_x, columns")
     feature_names: list[str] = Field(description="one per column")
+    label_name: str = Field(description="the label column's name (in data.csv, data.parquet)")
     classes: list[StoredLabel] = Field(
         description="[negative, positive]: the labels' two values, sorted"
     )

@@ -1,15 +1,12 @@
-"""Datasets: create (inline, CSV, generated), list, read, delete."""
+"""Datasets: create (inline, uploaded file, generated), list, read, delete."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import itertools
 import json
-import re
-from collections.abc import Sequence
-from typing import IO, Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
 
 import numpy as np
 from sqlalchemy import func, select
@@ -18,14 +15,73 @@ from app.core.errors import DatasetInUse, Invalid
 from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.core.text import LABEL_MAX, NAME_MAX, text_problem
-from app.db.arrays import dataset_blob
+from app.db.arrays import chunk_rows, insert_chunk, npy_bytes
 from app.db.models import SAMPLE_ID_KEY, Dataset, Run, ServerSecret
 from app.db.session import Database
-from app.nn import check_labels, encode_labels, make_samples
+from app.nn import encode_labels, make_samples
 from app.nn.preprocessing import Label
 from app.nn.samples import SampleKind
+from app.services.ingest import Choice, read_file
 from app.services.ownership import newest_named, owned
 from app.services.storage import check_budget, lock_owner
+
+
+class Data(Protocol):
+    """A dataset's data as `_store` writes it: rows (m, n_x) float64 in blocks of
+    k, codes (m,) int8 (1 for the second of the sorted classes), classes."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    feature_names: list[str]
+    label_name: str
+    classes: list[Label]
+    codes: np.ndarray
+
+    def blocks(self, k: int) -> Iterator[np.ndarray]: ...
+
+
+@dataclass
+class InMemory:
+    """Data given whole: X (m, n_x) rows (inline JSON, generated samples)."""
+
+    X: np.ndarray
+    feature_names: list[str]
+    label_name: str
+    classes: list[Label]
+    codes: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        m, n_x = self.X.shape
+        return int(m), int(n_x)
+
+    def blocks(self, k: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.X.shape[0], k):
+            yield self.X[start : start + k]
+
+
+def _in_memory(X: np.ndarray, labels: Sequence[Label], feature_names: list[str] | None) -> InMemory:
+    for i, label in enumerate(labels):
+        if isinstance(label, str):
+            problem = text_problem(
+                label, what=f"labels[{i}]", max_length=LABEL_MAX, allow_empty=True
+            )
+            if problem is not None:
+                raise Invalid(problem)
+    try:
+        Y, classes = encode_labels(labels)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not np.all(np.isfinite(X)):
+        raise Invalid("features must be finite numbers (no NaN or infinity)")
+    names = feature_names or [f"x{i}" for i in range(X.shape[1])]
+    # its column in data.csv / data.parquet: "label", or the first free "label_<n>"
+    label = next(
+        n for i in range(len(names) + 2) if (n := f"label_{i}" if i else "label") not in names
+    )
+    return InMemory(X, names, label, list(classes), Y.ravel().astype(np.int8))
 
 
 def _store(
@@ -35,62 +91,58 @@ def _store(
     owner: str,
     dataset_id: str | None = None,
     name: str,
-    X: np.ndarray,
-    labels: Sequence[Label],
-    feature_names: list[str] | None,
+    data: Data,
 ) -> tuple[Dataset, bool]:
-    """Check everything, then write the dataset; with a `dataset_id` (a sample's)
-    that a concurrent request wrote first, that one is returned (created False)."""
-    _check_text(name=name, feature_names=feature_names, labels=labels)
-    try:
-        Y, classes = encode_labels(labels)
-    except ValueError as exc:
-        raise Invalid(str(exc)) from None
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    if not np.all(np.isfinite(X)):
-        raise Invalid("features must be finite numbers (no NaN or infinity)")
-    codes = Y.ravel().astype(np.int8)
-    digest = hashlib.sha256()
-    digest.update(json.dumps([list(X.shape), classes]).encode())
-    digest.update(X.tobytes())
-    digest.update(codes.tobytes())
+    """Check everything, then write the dataset a chunk at a time; with a
+    `dataset_id` (a sample's) that a concurrent request wrote first, that one is
+    returned (created False)."""
+    _check_text(name=name, feature_names=data.feature_names)
+    (m, n_x), codes = data.shape, data.codes
+    # sha256 of [shape, classes] as JSON, then X's rows, then the codes
+    digest = hashlib.sha256(json.dumps([[m, n_x], data.classes]).encode())
+    labels = npy_bytes(codes.astype(np.int8))
     n = int(codes.sum())
-    blob = dataset_blob(X, codes)
     dataset = Dataset(
         id=dataset_id or new_id(),
         owner=owner,
         name=name,
-        n_samples=X.shape[0],
-        n_features=X.shape[1],
-        feature_names=feature_names or [f"x{i}" for i in range(X.shape[1])],
-        classes=list(classes),
-        class_counts=[codes.size - n, n],
-        sha256=digest.hexdigest(),
-        data=blob,
+        n_samples=m,
+        n_features=n_x,
+        feature_names=data.feature_names,
+        label_name=data.label_name,
+        classes=list(data.classes),
+        class_counts=[m - n, n],
+        sha256="",
+        labels=labels,
+        stored_bytes=0,
     )
     with db.write() as session:
         lock_owner(session, owner)  # two creations at once cannot both pass the budget
         if dataset_id is not None and (made := session.get(Dataset, dataset_id)) is not None:
             return made, False  # the same sample, made meanwhile (same owner: serialised)
         check_budget(
-            session, owner=owner, adding=len(blob), budget=settings.max_stored_bytes_per_owner
+            session,
+            owner=owner,
+            adding=m * n_x * 8 + len(labels),
+            budget=settings.max_stored_bytes_per_owner,
         )
         session.add(dataset)
+        session.flush()
+        stored = len(labels)
+        for seq, rows in enumerate(data.blocks(chunk_rows(n_x))):
+            digest.update(np.ascontiguousarray(rows, np.float64).data)
+            stored += insert_chunk(session, dataset_id=dataset.id, seq=seq, rows=rows)
+        digest.update(codes.astype(np.int8).data)
+        dataset.sha256, dataset.stored_bytes = digest.hexdigest(), stored
     return dataset, True
 
 
-def _check_text(*, name: str, feature_names: list[str] | None, labels: Sequence[Label]) -> None:
-    """Every text the dataset will answer with, against app/core/text.py's rules,
+def _check_text(*, name: str, feature_names: list[str]) -> None:
+    """Every name the dataset will answer with, against app/core/text.py's rules,
     before anything is written (what is stored must be returnable)."""
     problems = [text_problem(name, what="name", max_length=NAME_MAX)]
-    for i, feature in enumerate(feature_names or []):
+    for i, feature in enumerate(feature_names):
         problems.append(text_problem(feature, what=f"feature_names[{i}]", max_length=NAME_MAX))
-    for i, label in enumerate(labels):
-        if isinstance(label, str):
-            problem = text_problem(
-                label, what=f"labels[{i}]", max_length=LABEL_MAX, allow_empty=True
-            )
-            problems.append(problem)
     for problem in problems:
         if problem is not None:
             raise Invalid(problem)
@@ -111,9 +163,7 @@ def create_dataset(
         settings=settings,
         owner=owner,
         name=name,
-        X=np.asarray(features, np.float64),
-        labels=labels,
-        feature_names=feature_names,
+        data=_in_memory(np.asarray(features, np.float64), labels, feature_names),
     )[0]
 
 
@@ -158,159 +208,22 @@ def create_sample_dataset(
         owner=owner,
         dataset_id=dataset_id,
         name=name or sample_name(kind, n_samples, noise, seed),
-        X=X.T,
-        labels=labels,
-        feature_names=["x0", "x1"],
+        data=_in_memory(X.T, labels, ["x0", "x1"]),
     )
 
 
-def create_dataset_from_csv(
+def create_dataset_from_file(
     *,
     db: Database,
     owner: str,
     settings: Settings,
     name: str,
     file: IO[bytes],
-    label_column: str | None,
+    choice: Choice,
 ) -> Dataset:
-    """A CSV with a header row; every column but the label column must be numeric.
-    Comma, semicolon or tab separated: the separator is the one the header uses.
-    Records end only where the CSV dialect says (\\n, \\r\\n or \\r outside quotes):
-    any other character, line separators of Unicode included, is part of its cell.
-    Surrounding whitespace of header names and labels is not part of them."""
-    # newline="" as the csv module asks: str.splitlines (which codecs' readers
-    # use) would also split at \x0b \x0c \x1c-\x1e \x85 \u2028 \u2029
-    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
-    try:
-        return _read_csv(
-            db=db, owner=owner, settings=settings, name=name, text=text, label_column=label_column
-        )
-    except UnicodeDecodeError:
-        raise Invalid("the CSV file is not UTF-8 text") from None
-    except csv.Error as exc:
-        raise Invalid(f"the CSV file cannot be parsed: {exc}") from None
-    finally:
-        text.detach()  # the upload's file is closed by its owner, not here
-
-
-def _read_csv(
-    *,
-    db: Database,
-    owner: str,
-    settings: Settings,
-    name: str,
-    text: IO[str],
-    label_column: str | None,
-) -> Dataset:
-    first = text.readline()
-    if not first:
-        raise Invalid("the CSV file is empty")
-    delimiter = separator(first)
-    reader = csv.reader(itertools.chain([first], text), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise Invalid("the CSV file is empty") from None
-    header = [h.strip() for h in header]
-    if len(header) < 2:
-        raise Invalid("the CSV file needs a header with at least two columns")
-    if len(header) > settings.max_csv_columns:
-        raise Invalid(
-            f"the CSV file has {len(header)} columns, more than {settings.max_csv_columns}"
-        )
-    for i, column in enumerate(header, start=1):
-        problem = text_problem(
-            column, what=f"CSV header, column {i}: the name", max_length=NAME_MAX
-        )
-        if problem is not None:
-            raise Invalid(problem)
-    if len(set(header)) != len(header):
-        raise Invalid("the CSV header repeats a column name")
-    label_name = label_column if label_column is not None else header[-1]
-    if label_name not in header:
-        raise Invalid(f"label column {label_name!r} is not in the CSV header: {header}")
-    label_index = header.index(label_name)
-    feature_names = [h for i, h in enumerate(header) if i != label_index]
-    rows: list[list[float]] = []
-    labels: list[str] = []
-    for line_no, record in enumerate(reader, start=2):
-        if not record or all(not cell.strip() for cell in record):
-            continue
-        if len(record) != len(header):
-            raise Invalid(
-                f"CSV line {line_no} has {len(record)} cells, the header has "
-                f"{len(header)} (separated by {SEPARATORS[delimiter]})"
-            )
-        if len(rows) >= settings.max_csv_rows:
-            raise Invalid(f"the CSV file has more than {settings.max_csv_rows} rows")
-        row = []
-        for i, cell in enumerate(record):
-            if i == label_index:
-                continue
-            try:
-                value = float(cell)
-            except ValueError:
-                raise Invalid(
-                    f"CSV line {line_no}, column {header[i]!r}: {cell!r} is not a number"
-                ) from None
-            if not np.isfinite(value):
-                raise Invalid(f"CSV line {line_no}, column {header[i]!r}: {cell!r} is not finite")
-            row.append(value)
-        label = record[label_index].strip()  # an empty cell is a missing label: refused
-        problem = text_problem(
-            label,
-            what=f"CSV line {line_no}, column {label_name!r}: the label",
-            max_length=LABEL_MAX,
-        )
-        if problem is not None:
-            raise Invalid(problem)
-        rows.append(row)
-        labels.append(label)
-    if len(rows) < 2:
-        raise Invalid(f"the CSV file needs at least 2 data rows, got {len(rows)}")
-    if len(feature_names) > settings.max_features:
-        raise Invalid(
-            f"the CSV file has {len(feature_names)} features, more than {settings.max_features}"
-        )
-    parsed = _csv_labels(labels)
-    try:
-        check_labels(parsed)
-    except ValueError as exc:
-        raise Invalid(f"label column {label_name!r}: {exc}") from None
-    return _store(
-        db=db,
-        settings=settings,
-        owner=owner,
-        name=name,
-        X=np.asarray(rows),
-        labels=parsed,
-        feature_names=feature_names,
-    )[0]
-
-
-SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs"}
-
-
-def separator(header: str) -> str:
-    """The separator a header line uses: the most frequent of comma, semicolon and
-    tab outside quotes (a comma when none is there)."""
-    outside = "".join(header.split('"')[::2])  # drop quoted stretches
-    counts = {d: outside.count(d) for d in SEPARATORS}
-    best = max(counts, key=lambda d: (counts[d], d == ","))
-    return best if counts[best] else ","
-
-
-# an integer as JSON writes it: ASCII digits, no sign but -, no leading zero
-# (so "01", "+1", "1_000", " 1" and "١" stay text, and no two labels merge)
-_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
-
-
-def _csv_labels(labels: list[str]) -> list[Label]:
-    """CSV cells are text: labels that are all integers, written as JSON writes
-    them, become ints (0/1 stays 0/1); otherwise they stay exactly as written."""
-    if all(_INTEGER.fullmatch(v) for v in labels):
-        return [int(v) for v in labels]
-    return list(labels)
+    """A dataset from an uploaded CSV, Parquet or Arrow IPC file (app.services.ingest)."""
+    data = read_file(file=file, settings=settings, choice=choice)
+    return _store(db=db, settings=settings, owner=owner, name=name, data=data)[0]
 
 
 def list_datasets(

@@ -1,4 +1,4 @@
-"""What an owner stores, against the owner's budget: datasets' blobs, runs' models,
+"""What an owner stores, against the owner's budget: datasets' arrays, runs' models,
 and for every queued or running run the bound of what it will store."""
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ def lock_owner(session: Session, owner: str) -> None:
 
 
 def owner_stored_bytes(session: Session, owner: str) -> int:
-    """The bytes the owner stores or has reserved: every dataset's blob, every
+    """The bytes the owner stores or has reserved: every dataset's arrays, every
     ended run's model, and the bound of every queued or running run (its
     checkpoint now, its model later: app.nn.checkpoint.stored_bytes)."""
     datasets = session.scalar(
-        select(func.coalesce(func.sum(func.length(Dataset.data)), 0)).where(Dataset.owner == owner)
+        select(func.coalesce(func.sum(Dataset.stored_bytes), 0)).where(Dataset.owner == owner)
     )
     models = session.scalar(
         select(func.coalesce(func.sum(func.length(StoredModel.data)), 0))

@@ -24,7 +24,6 @@ from app.client import (
     Prediction,
     Run,
     StateEvent,
-    TwolayerError,
     ValidationError,
     WaitTimeoutError,
 )
@@ -200,13 +199,23 @@ def test_against_a_live_server(live: Client, tmp_path: Path) -> None:
     assert live.predict(X, run_id=run.id).probabilities.shape == (30,)
 
 
-def test_parquet_without_pyarrow_says_what_to_install(
-    asgi: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow fails
-    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
-    with pytest.raises(TwolayerError, match="pip install pyarrow"):
-        asgi.datasets.create(tmp_path / "data.parquet", label_column="y")
+def test_a_parquet_file_is_uploaded_as_it_is(asgi: Client, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "data.parquet"
+    table = pa.table(
+        {"a": [1.0, 2.0, 3.0], "b": pa.array([1, 0, 1], pa.int8()), "y": ["n", "p", "n"]}
+    )
+    pq.write_table(table, path)
+    dataset = asgi.datasets.create(path, label_column="y")
+    assert (dataset.n_samples, dataset.feature_names, dataset.classes) == (
+        3,
+        ["a", "b"],
+        ["n", "p"],
+    )
+    chosen = asgi.datasets.upload(path, label_column="y", feature_columns=["b"])
+    assert chosen.feature_names == ["b"]
 
 
 def test_the_client_needs_no_server_settings() -> None:

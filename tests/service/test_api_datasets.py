@@ -203,13 +203,14 @@ def test_csv_upload_with_default_and_named_label_column(api: TestClient) -> None
     [
         (b"a,b,label\n1,2,x\n3,4,y\n", {"label_column": "zz"}, "label column 'zz' is not in"),
         (b"a,b,label\n1,2,x\n3,oops,y\n", {}, "'oops' is not a number"),
-        (b"a,b,label\n1,2,x\n3,nan,y\n", {}, "is not finite"),
-        (b"a,b,label\n1,2,x\n3,y\n", {}, "has 2 cells, the header has 3"),
+        (b"a,b,label\n1,2,x\n3,nan,y\n", {}, "column 'b', row 2: a missing value"),
+        (b"a,b,label\n1,2,x\n3,inf,y\n", {}, "column 'b', row 2: inf is not a finite"),
+        (b"a,b,label\n1,2,x\n3,y\n", {}, "a row has 2 cells where the header has 3"),
         (b"", {}, "empty"),
         (b"a,label\n1,x\n", {}, "at least 2 data rows"),
         (b"a,b,label\n1,2,x\n3,4,x\n", {}, "two classes, got only 'x'"),
-        (b"a,label\n1,x\n2,y\n3,z\n", {}, "exactly two classes"),
-        (b"a,a,label\n1,2,x\n3,4,y\n", {}, "repeats a column name"),
+        (b"a,label\n1,x\n2,y\n3,z\n", {}, "more than two values ('x', 'y', 'z'), the third"),
+        (b"a,a,label\n1,2,x\n3,4,y\n", {}, "more than one column 'a'"),
         (b"a,b,label\n1,2,\xff\n3,4,y\n", {}, "not UTF-8"),
     ],
 )

@@ -1,5 +1,5 @@
-"""The CSV upload's edges, at the service: each refusal names its reason, limits
-are inclusive, blank lines are skipped (and lines still counted), the file is the
+"""The CSV upload's edges, at the service: each refusal names its reason (and its
+column and row), limits are inclusive, blank lines are skipped, the file is the
 owner's. Found by mutation testing: the API tests checked statuses only."""
 
 from __future__ import annotations
@@ -13,32 +13,45 @@ from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
 from app.db.models import Dataset
 from app.db.session import Database
-from app.services.datasets import create_dataset_from_csv, get_dataset, separator
+from app.services.datasets import create_dataset_from_file, get_dataset
+from app.services.ingest import Choice
+from app.services.ingest_formats import separator
 
 
 def upload(
     db: Database, settings: Settings, text: bytes, owner: str = "carol", label: str | None = None
 ) -> Dataset:
-    return create_dataset_from_csv(
-        db=db, owner=owner, settings=settings, name="d", file=io.BytesIO(text), label_column=label
+    return create_dataset_from_file(
+        db=db,
+        owner=owner,
+        settings=settings,
+        name="d",
+        file=io.BytesIO(text),
+        choice=Choice(label_column=label),
     )
 
 
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        (b"", "the CSV file is empty"),
+        (b"", "the file is empty"),
         (b"\xff\xfe,y\n", "the CSV file is not UTF-8 text"),
-        (b"a,y\n1,0\n\xff,1\n", "the CSV file is not UTF-8 text"),
-        # a bad byte past the first chunk read
-        (b"a,y\n" + b"1,0\n" * 100_000 + b"\xff,1\n", "the CSV file is not UTF-8 text"),
-        (b"a" * 140_000 + b",y\n1,0\n", "the CSV file cannot be parsed: field larger than"),
-        (b"y\n0\n1\n", "the CSV file needs a header with at least two columns"),
-        (b"a,a,y\n1,2,0\n", "the CSV header repeats a column name"),
-        (b"a,y\n1," + b"0" * 140_000, "the CSV file cannot be parsed: field larger than"),
-        (b"a,y\n1,0\n\n2\n", "CSV line 4 has 1 cells, the header has 2 (separated by commas)"),
-        (b"a,y\n1,0\n , \nx,1\n", "CSV line 4, column 'a': 'x' is not a number"),
-        (b"a,y\n1,0\n", "the CSV file needs at least 2 data rows, got 1"),
+        (b"a,y\n1,0\n\xff,1\n", "the csv file is not UTF-8 text"),  # a label
+        (b"a,y\n1,0\n1\xff,1\n", "the csv file is not UTF-8 text"),  # a feature
+        # a bad byte past the first block read
+        (b"a,y\n" + b"1.00000000,0\n" * 400_000 + b"0,\xff\n", "the csv file is not UTF-8 text"),
+        (b"a" * 140_000 + b",y\n1,0\n", "the CSV file's header row cannot be parsed"),
+        (b"a" * 1_000 + b",y\n1,0\n", "column 1's name has 1000 characters, more than 200"),
+        (b"y\n0\n1\n", "the CSV file needs a header row naming at least two columns"),
+        (b"a,a,y\n1,2,0\n", "the file names more than one column 'a': names must be unique"),
+        (b"a,y\n1," + b"0" * 140_000 + b"\n2,1\n", "label column 'y': the label has 140000"),
+        (b"a,y\n1,0\n\n2\n", "a row has 1 cells where the header has 2 (separated by commas)"),
+        (b"a,y\n1,0\n,\nx,1\n", "column 'a', row 3: 'x' is not a number"),
+        (b"a,y\n1,0\n , \n2,1\n", "column 'a', row 2: ' ' is not a number"),
+        (b"a,y\n1,0\n", "the file needs at least 2 data rows, got 1"),
+        (b"a,y\n1,0\n,1\n", "column 'a', row 2: a missing value"),
+        (b"a,y\n1,0\n2,\n", "column 'y', row 2: a missing value"),
+        (b"a,y\n1,0\n1e999,1\n", "column 'a', row 2: inf is not a finite number"),
     ],
 )
 def test_a_refused_csv_names_its_reason(
@@ -50,19 +63,22 @@ def test_a_refused_csv_names_its_reason(
 
 
 def test_limits_are_inclusive(settings: Settings, db: Database) -> None:
-    limited = settings.model_copy(update={"max_csv_columns": 3, "max_features": 2})
+    limited = settings.model_copy(update={"max_upload_columns": 3, "max_features": 2})
     dataset = upload(db, limited, b"a,b,y\n1,2,0\n3,4,1\n")  # 3 columns, 2 features: at the limits
     assert dataset.n_features == 2
-    tighter = settings.model_copy(update={"max_csv_columns": 4, "max_features": 2})
+    tighter = settings.model_copy(update={"max_upload_columns": 4, "max_features": 2})
     with pytest.raises(Invalid) as refused:
         upload(db, tighter, b"a,b,c,y\n1,2,3,0\n3,4,5,1\n")
-    assert refused.value.detail == "the CSV file has 3 features, more than 2"
+    assert refused.value.detail.startswith("3 feature columns, more than the limit 2")
+    with pytest.raises(Invalid) as refused:
+        upload(db, limited, b"a,b,c,y\n1,2,3,0\n3,4,5,1\n")
+    assert refused.value.detail.startswith("the file has 4 columns, more than 3")
 
 
 def test_blank_lines_are_skipped_and_the_dataset_is_the_owners(
     settings: Settings, db: Database
 ) -> None:
-    dataset = upload(db, settings, b"a,y\n1,0\n\n , \n2,1\n3,0\n", owner="dave")
+    dataset = upload(db, settings, b"a,y\n1,0\n\n,\n2,1\n,\r\n3,0\n", owner="dave")
     assert dataset.n_samples == 3
     assert get_dataset(db=db, owner="dave", dataset_id=dataset.id).owner == "dave"
 

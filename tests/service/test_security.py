@@ -334,6 +334,7 @@ def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
     env = {
         "TWOLAYER_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}",
         "TWOLAYER_MAX_BODY_BYTES": str(8 * 1024 * 1024),
+        "TWOLAYER_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
     }
     server, base = start_serve(tmp_path, env, ready="/health")
     try:
@@ -388,7 +389,7 @@ def test_oversized_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
 
 
 def test_csv_row_and_column_limits_are_422_and_write_nothing(settings: Settings) -> None:
-    limited = Settings(**{**settings.model_dump(), "max_csv_rows": 3, "max_csv_columns": 3})
+    limited = Settings(**{**settings.model_dump(), "max_samples": 3, "max_upload_columns": 3})
     app = create_app(limited, executor_factory=lambda _: RecordingExecutor())
     with TestClient(app) as client:
 
@@ -398,7 +399,7 @@ def test_csv_row_and_column_limits_are_422_and_write_nothing(settings: Settings)
             )
 
         body = problem_of(upload(b"a,y\n" + b"1,0\n2,1\n" * 2), 422)
-        assert "more than 3 rows" in body["detail"]
+        assert "more than 3 rows (TWOLAYER_MAX_SAMPLES)" in body["detail"]
         body = problem_of(upload(b"a,b,c,y\n1,2,3,0\n4,5,6,1\n"), 422)
         assert "4 columns, more than 3" in body["detail"]
         assert upload(b"a,y\n1,0\n2,1\n3,0\n").status_code == 201

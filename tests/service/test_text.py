@@ -173,12 +173,12 @@ def test_json_text_round_trips_or_is_refused(
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        (b"a,label\n1,x\x00y\n2,z\n", "CSV line 2, column 'label': the label contains NUL"),
-        (b"a\x00b,label\n1,x\n2,z\n", "CSV header, column 1: the name contains NUL"),
+        (b"a,label\n1,x\x00y\n2,z\n", "label column 'label': the label contains NUL"),
+        (b"a\x00b,label\n1,x\n2,z\n", "column 1's name contains NUL"),
         (b"a,label\n1," + b"x" * 201 + b"\n2,z\n", "the label has 201 characters, more than 200"),
-        (b"a" * 201 + b",label\n1,x\n2,z\n", "column 1: the name has 201 characters"),
-        (b" ,label\n1,x\n2,z\n", "CSV header, column 1: the name is empty"),
-        (b"a,label\n1, \n2,z\n", "CSV line 2, column 'label': the label is empty"),
+        (b"a" * 201 + b",label\n1,x\n2,z\n", "column 1's name has 201 characters"),
+        (b" ,label\n1,x\n2,z\n", "column 1's name is empty"),
+        (b"a,label\n1, \n2,z\n", "column 'label', row 1: a missing value"),
     ],
 )
 def test_csv_text_that_cannot_be_returned_is_422_and_writes_nothing(
@@ -256,7 +256,7 @@ def test_generated_labels_come_back_from_predict(
 
 def test_a_row_stored_under_older_rules_still_lists(api: TestClient, db: Any) -> None:
     """Answers return what is stored: one bad row must not make a list 500."""
-    from app.db.arrays import dataset_blob
+    from app.db.arrays import npy_bytes
     from app.db.models import OWNER_LOCAL, Dataset
 
     with db.write() as session:
@@ -271,7 +271,8 @@ def test_a_row_stored_under_older_rules_still_lists(api: TestClient, db: Any) ->
                 classes=["x\x00", "y" * 300],  # what older uploads stored
                 class_counts=[1, 1],
                 sha256="0" * 64,
-                data=dataset_blob(np.zeros((2, 1)), np.array([0, 1], np.int8)),
+                labels=npy_bytes(np.array([0, 1], np.int8)),
+                stored_bytes=0,
             )
         )
     listing = api.get("/datasets")
