@@ -50,19 +50,37 @@ def _npy(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def upgrade() -> None:
+def _chunk_table(name: str, *, foreign_key: bool) -> None:
     op.create_table(
-        "dataset_chunk",
+        name,
         sa.Column("dataset_id", sa.String(length=36), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"],
-            ["dataset.id"],
-            name=op.f("fk_dataset_chunk_dataset_id_dataset"),
-            ondelete="CASCADE",
+        *(
+            [
+                sa.ForeignKeyConstraint(
+                    ["dataset_id"],
+                    ["dataset.id"],
+                    name=op.f("fk_dataset_chunk_dataset_id_dataset"),
+                    ondelete="CASCADE",
+                )
+            ]
+            if foreign_key
+            else []
         ),
-        sa.PrimaryKeyConstraint("dataset_id", "seq", name=op.f("pk_dataset_chunk")),
+        sa.PrimaryKeyConstraint("dataset_id", "seq", name=op.f(f"pk_{name}")),
+    )
+
+
+def upgrade() -> None:
+    # the chunks are written to a table without the foreign key first: SQLite's
+    # batch mode rebuilds `dataset` below, and its DROP would cascade to them
+    _chunk_table("dataset_chunk_staged", foreign_key=False)
+    staged = sa.table(
+        "dataset_chunk_staged",
+        sa.column("dataset_id", sa.String),
+        sa.column("seq", sa.Integer),
+        sa.column("data", sa.LargeBinary),
     )
     with op.batch_alter_table("dataset") as batch:
         batch.add_column(sa.Column("labels", sa.LargeBinary(), nullable=True))
@@ -82,7 +100,7 @@ def upgrade() -> None:
         stored = len(labels := _npy(y.astype(np.int8)))
         for seq, start in enumerate(range(0, X.shape[0], k)):
             data = _npy(np.ascontiguousarray(X[start : start + k], np.float64))
-            bind.execute(sa.insert(chunk).values(dataset_id=dataset_id, seq=seq, data=data))
+            bind.execute(sa.insert(staged).values(dataset_id=dataset_id, seq=seq, data=data))
             stored += len(data)
         bind.execute(
             sa.update(dataset)
@@ -93,10 +111,13 @@ def upgrade() -> None:
         batch.alter_column("labels", existing_type=sa.LargeBinary(), nullable=False)
         batch.alter_column("stored_bytes", existing_type=sa.BigInteger(), nullable=False)
         batch.drop_column("data")
+    _chunk_table("dataset_chunk", foreign_key=True)
+    bind.execute(sa.insert(chunk).from_select(["dataset_id", "seq", "data"], sa.select(staged)))
+    op.drop_table("dataset_chunk_staged")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("dataset") as batch:
+    with op.batch_alter_table("dataset") as batch:  # adds only: no rebuild
         batch.add_column(sa.Column("data", sa.LargeBinary(), nullable=True))
     bind = op.get_bind()
     ids = [row.id for row in bind.execute(sa.select(dataset.c.id))]
@@ -117,9 +138,9 @@ def downgrade() -> None:
         bind.execute(
             sa.update(dataset).where(dataset.c.id == dataset_id).values(data=buf.getvalue())
         )
+    op.drop_table("dataset_chunk")  # before the rebuild of dataset, whose DROP would cascade
     with op.batch_alter_table("dataset") as batch:
         batch.alter_column("data", existing_type=sa.LargeBinary(), nullable=False)
         batch.drop_column("label_name")
         batch.drop_column("stored_bytes")
         batch.drop_column("labels")
-    op.drop_table("dataset_chunk")

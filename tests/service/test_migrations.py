@@ -151,3 +151,53 @@ def test_two_processes_migrating_at_once_both_succeed(database_url: str, tmp_pat
         assert versions == [head]
     finally:
         db.dispose()
+
+
+def test_0006_moves_every_dataset_blob_into_chunks_and_back(database_url: str) -> None:
+    """A dataset stored as one .npz blob (0005) is the same dataset in chunks
+    (0006): the same X, codes and sha256; a downgrade writes the blob again."""
+    import io
+
+    import numpy as np
+
+    from app.db.arrays import load_dataset_arrays
+
+    upgrade(database_url, "0005")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30_000, 40)), (rng.random(30_000) < 0.3).astype(np.int8)
+    buf = io.BytesIO()
+    np.savez(buf, X=X, y=y, __meta__=np.array('{"format": "twolayer.dataset/1"}'))
+    db = Database(database_url)
+    try:
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO dataset (id, owner, name, n_samples, n_features, feature_names,"
+                    " classes, class_counts, sha256, data, created_at) VALUES ('old', 'local',"
+                    " 'old', 30000, 40, '[]', '[0, 1]', '[0, 0]', 'same', :data, :now)"
+                ),
+                {"data": buf.getvalue(), "now": "2026-12-01 00:00:00"},
+            )
+        upgrade(database_url)
+        arrays = load_dataset_arrays(db=db, dataset_id="old")
+        assert np.array_equal(arrays.X, X)
+        assert np.array_equal(arrays.Y.ravel(), y)
+        with db.engine.connect() as connection:
+            chunks = connection.execute(
+                text("SELECT count(*) FROM dataset_chunk WHERE dataset_id = 'old'")
+            ).scalar()
+            row = connection.execute(
+                text("SELECT sha256, stored_bytes, label_name FROM dataset WHERE id = 'old'")
+            ).one()
+        assert chunks == 2  # chunks of 25 600 rows of 40 features (~8 MiB)
+        assert (row.sha256, row.label_name) == ("same", "label")
+        assert row.stored_bytes >= X.nbytes + y.nbytes
+        downgrade(database_url, "0005")
+        with db.engine.connect() as connection:
+            blob = connection.execute(text("SELECT data FROM dataset WHERE id = 'old'")).scalar()
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            assert np.array_equal(npz["X"], X)
+            assert np.array_equal(npz["y"], y)
+    finally:
+        db.dispose()
+    upgrade(database_url)
