@@ -98,7 +98,7 @@ csvForm.addEventListener("submit", async (event) => {
   form.append("name", f.name.value.trim());
   if (f.label_column.value.trim()) form.append("label_column", f.label_column.value.trim());
   try {
-    const response = await api("/datasets/csv", { method: "POST", body: form });
+    const response = await api("/datasets/upload", { method: "POST", body: form });
     const answer = await response.json();
     if (!response.ok) throw new ApiError(response.status, answer);
     csvForm.reset();
