@@ -154,6 +154,7 @@ router.add_api_route(
     description="Kept for clients of the first version: the same form as `/datasets/upload`.",
     responses=problems(Invalid, TooLarge, StorageFull),
     deprecated=True,
+    name="upload_csv",
 )
 
 

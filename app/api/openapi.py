@@ -20,7 +20,10 @@ from app.core.errors import DatabaseUnavailable, RequestTimeout, TooLarge, Unaut
 from app.core.settings import Settings
 from app.schemas.common import Problem, add_example, problem_answer, problem_example
 
-RENAMED = {"Body_upload_file": "FileUpload"}
+RENAMED = {
+    "Body_upload_file": "FileUpload",
+    "Body_upload_csv": "FileUpload",
+}  # one form, two routes
 NO_DATABASE = {"/health", "/ready"}  # /ready reports the database itself (its own 503)
 
 # The answers the framework itself gives: malformed JSON, a body over the
