@@ -5,11 +5,13 @@ Imports numpy and the standard library only (a test enforces it).
     network.py          the seed's map as code: forward, cost, backward (the reference)
     workspace.py        the same map in preallocated buffers: the fast form the loop uses
     training.py         the Trainer: mini-batches, validation, early stopping, callbacks
+    data.py             its data: the split, standardized, read from a Rows source in blocks
     hyperparameters.py  Hyperparameters, each with its one rule (rules.py)
     checkpoint.py       a trainer's state at an epoch boundary, and its .npz layout
     model.py            a fitted model: predict_proba, predict, its .npz file
 """
 
+from app.nn.data import ROW_GROUP, ArrayRows, Rows
 from app.nn.history import EpochHistory, EpochRecord, FitResult
 from app.nn.hyperparameters import Hyperparameters
 from app.nn.metrics import Metrics, classification_metrics, roc_auc
@@ -32,7 +34,9 @@ from app.nn.training import Progress, Trainer, fit
 from app.nn.workspace import BatchGradient, Workspace
 
 __all__ = [
+    "ROW_GROUP",
     "SAMPLE_KINDS",
+    "ArrayRows",
     "BatchGradient",
     "Cache",
     "EpochHistory",
@@ -44,6 +48,7 @@ __all__ = [
     "Model",
     "Parameters",
     "Progress",
+    "Rows",
     "Rule",
     "Standardization",
     "Trainer",

@@ -107,12 +107,12 @@ class CheckpointState:
             history=trainer.history.columns(),
         )
 
-    def check_data(self, X: Array) -> None:
-        """ValueError unless X (n_x, m) has the shape of the data this state was trained on."""
+    def check_data(self, shape: tuple[int, int]) -> None:
+        """ValueError unless X's `shape` (n_x, m) is that of the data this state trained on."""
         m = self.m_train + self.m_validation
-        if X.shape != (self.n_x, m):
+        if tuple(shape) != (self.n_x, m):
             raise ValueError(
-                f"checkpoint is for {self.n_x} features and {m} samples, got X of shape {X.shape}"
+                f"checkpoint is for {self.n_x} features and {m} samples, got X of shape {shape}"
             )
 
     def model(self) -> Model:

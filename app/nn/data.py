@@ -1,14 +1,88 @@
 """The data a training run sees: the stratified split, standardized, in the
-layout the fast path reads (`app.nn.workspace`)."""
+layout the fast path reads (`app.nn.workspace`).
+
+The samples come as a `Rows` source, read in blocks of rows: an array in
+memory (`ArrayRows`) or chunks from storage, never all of X at once. The
+engine keeps only what it trains on, XTa (m_train, n_x+1) and Xa_val
+(n_x+1, m_val), and fills them block by block.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from app.nn.params import Array
-from app.nn.preprocessing import Standardization, stratified_split
+from app.nn.preprocessing import (
+    ROW_GROUP,
+    Moments,
+    Standardization,
+    check_features,
+    stratified_split,
+)
+
+__all__ = [
+    "ROW_GROUP",
+    "ArrayRows",
+    "Rows",
+    "TrainingData",
+    "augmented_rows",
+    "check_source",
+    "training_data",
+]
+
+
+@runtime_checkable
+class Rows(Protocol):
+    """Samples as rows, in blocks: shape (m, n_x); blocks() yields (start, rows)
+    with rows a (k, n_x) float64 array of samples start..start+k, in order,
+    covering 0..m once; every start is a multiple of ROW_GROUP and every k
+    too except the last block's. Each call of blocks() is a new pass."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def blocks(self) -> Iterator[tuple[int, Array]]: ...
+
+
+class ArrayRows:
+    """X (n_x, m) in memory, any layout, as a `Rows` source: blocks of
+    `block_rows` samples, views of X.T (float64 copies if X is not float64)."""
+
+    def __init__(self, X: Array, block_rows: int = 4 * ROW_GROUP) -> None:
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_x, m), got shape {X.shape}")
+        if block_rows < 1 or block_rows % ROW_GROUP:
+            raise ValueError(f"block_rows must be a multiple of {ROW_GROUP}, got {block_rows}")
+        self.X = X
+        self.block_rows = block_rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n_x, m = self.X.shape
+        return int(m), int(n_x)
+
+    def blocks(self) -> Iterator[tuple[int, Array]]:
+        XT = self.X.T
+        for start in range(0, XT.shape[0], self.block_rows):
+            yield start, np.asarray(XT[start : start + self.block_rows], dtype=np.float64)
+
+
+def check_source(X: Any) -> tuple[Array | Rows, int, int]:
+    """(X, n_x, m): a `Rows` source of shape (m, n_x), m, n_x ≥ 1, as it is (its
+    storage vouches for finite float64 values), anything else as a finite
+    (n_x, m) array (`check_features`); ValueError otherwise."""
+    if isinstance(X, Rows):
+        m, n_x = X.shape
+        if m < 1 or n_x < 1:
+            raise ValueError(f"X must have at least one feature and one sample, got {(n_x, m)}")
+        return X, int(n_x), int(m)
+    X = check_features(X)
+    return X, int(X.shape[0]), int(X.shape[1])
 
 ROW_GROUP = 1024
 
@@ -54,7 +128,7 @@ class TrainingData:
 
 
 def training_data(
-    X: Array,
+    X: Array | Rows,
     Y: Array,
     *,
     validation_fraction: float,
@@ -63,20 +137,114 @@ def training_data(
     standardize: bool,
     dtype: np.dtype,
 ) -> TrainingData:
-    """Split X (n_x, m), Y (1, m) with `rng` (stratified), fit the standardization
-    on the training split unless one is given (or `standardize` is off), and lay
-    both splits out for the fast path."""
+    """Split X (n_x, m) or a Rows source (m, n_x), and Y (1, m), with `rng`
+    (stratified), fit the standardization on the training split unless one is
+    given (or `standardize` is off), and lay both splits out for the fast path.
+
+    Reads the source at most twice: once to fit when `dtype` is not float64
+    (a float64 XTa holds the raw rows exactly, so it is fit and standardized
+    in place), once to fill XTa and Xa_val block by block. Beyond those two
+    it holds at most about two blocks.
+    """
+    source = X if isinstance(X, Rows) else ArrayRows(X)
+    m, n_x = source.shape
+    if Y.shape != (1, m):
+        raise ValueError(f"Y must have shape (1, {m}) to match X, got {Y.shape}")
     train_idx, val_idx = stratified_split(Y, validation_fraction, rng)
-    if standardization is None and standardize:
-        standardization = Standardization.fit(X[:, train_idx])
-    Xa_val = Y_val = None
+    fit = standardization is None and standardize
+    in_place = fit and dtype == np.float64
+    if fit and not in_place:
+        standardization = _fit_source(_checked(source), train_idx, n_x)
+    splits = [(train_idx, np.empty((train_idx.size, n_x + 1), dtype))]
     if val_idx.size:
-        Xa_val = augmented_rows(X[:, val_idx], standardization, dtype).T
-        Y_val = np.ascontiguousarray(Y[:, val_idx], dtype=dtype)
+        splits.append((val_idx, np.empty((val_idx.size, n_x + 1), dtype)))
+    for _, rows in splits:
+        rows[:, n_x] = 1
+    _fill(_checked(source), splits, None if in_place else standardization)
+    if in_place:
+        standardization = _fit_rows(splits[0][1][:, :n_x], train_idx, m)
+        for _, rows in splits:
+            rows[:, :n_x] -= standardization.mean.T
+            rows[:, :n_x] /= standardization.scale.T
     return TrainingData(
-        XTa=augmented_rows(X[:, train_idx], standardization, dtype),
+        XTa=splits[0][1],
         Y=np.ascontiguousarray(Y[:, train_idx], dtype=dtype),
-        Xa_val=Xa_val,
-        Y_val=Y_val,
+        Xa_val=splits[1][1].T if val_idx.size else None,
+        Y_val=np.ascontiguousarray(Y[:, val_idx], dtype=dtype) if val_idx.size else None,
         standardization=standardization,
     )
+
+
+def _checked(source: Rows) -> Iterator[tuple[int, Array]]:
+    """source.blocks(), each checked against the `Rows` contract (ValueError)."""
+    m, n_x = source.shape
+    expected = 0
+    for start, rows in source.blocks():
+        k = rows.shape[0] if rows.ndim == 2 else 0
+        if start != expected or k == 0 or rows.shape != (k, n_x) or rows.dtype != np.float64:
+            raise ValueError(
+                f"a block of rows must be ({n_x} features) float64 rows from {expected}, "
+                f"got {rows.dtype} {rows.shape} from {start}"
+            )
+        if start + k > m or (k % ROW_GROUP and start + k != m):
+            raise ValueError(
+                f"a block of rows must be a multiple of {ROW_GROUP} rows within {m}, "
+                f"got {k} from {start}"
+            )
+        expected += k
+        yield start, rows
+    if expected != m:
+        raise ValueError(f"the blocks of rows cover {expected} samples, not {m}")
+
+
+def _group_edges(idx: np.ndarray, start: int, stop: int) -> list[tuple[int, int]]:
+    """(lo, hi) per group of ROW_GROUP samples in start..stop: idx[lo:hi] are the
+    group's samples among `idx` (sorted)."""
+    edges = np.searchsorted(idx, [*range(start, stop, ROW_GROUP), stop]).tolist()
+    return list(pairwise(edges))
+
+
+def _fit_source(
+    blocks: Iterator[tuple[int, Array]], train_idx: np.ndarray, n_x: int
+) -> Standardization:
+    """The standardization of the samples `train_idx` (sorted) of the blocks."""
+    moments = Moments(n_x)
+    for start, rows in blocks:
+        for lo, hi in _group_edges(train_idx, start, start + rows.shape[0]):
+            moments.add(rows[train_idx[lo:hi] - start])
+    return moments.standardization()
+
+
+def _fit_rows(XT: Array, train_idx: np.ndarray, m: int) -> Standardization:
+    """The same from XT (m_train, n_x), the samples `train_idx` of 0..m as rows."""
+    moments = Moments(XT.shape[1])
+    for lo, hi in _group_edges(train_idx, 0, m):
+        moments.add(XT[lo:hi])
+    return moments.standardization()
+
+
+def _fill(
+    blocks: Iterator[tuple[int, Array]],
+    splits: list[tuple[np.ndarray, Array]],
+    standardization: Standardization | None,
+) -> None:
+    """Each split's rows (size, n_x+1) ← its samples (sorted indices) of the blocks,
+    standardized in float64 if given ((x - mean) / scale), then cast."""
+    for start, rows in blocks:
+        k = rows.shape[0]
+        for idx, out in splits:
+            lo, hi = np.searchsorted(idx, (start, start + k))
+            if lo == hi:
+                continue
+            dst = out[lo:hi, :-1]
+            whole = hi - lo == k  # else a gather: a copy, free to work in
+            if standardization is None or dst.dtype == np.float64:
+                x = dst
+                x[...] = rows if whole else rows[idx[lo:hi] - start]
+            else:  # in a float64 copy of the block's samples, then the cast
+                x = rows.copy() if whole else rows[idx[lo:hi] - start]
+            if standardization is not None:
+                x -= standardization.mean.T
+                x /= standardization.scale.T
+                if x is not dst:
+                    dst[...] = x

@@ -15,6 +15,9 @@ from app.nn.params import Array
 
 Label = bool | int | float | str
 
+# samples per group of the streaming standardization fit (`Moments`), by absolute index
+ROW_GROUP = 1024
+
 
 def check_features(X: Any, *, n_x: int | None = None, name: str = "X") -> Array:
     """X as a finite floating (n_x, m) array, or a clear ValueError."""
@@ -120,17 +123,83 @@ class Standardization:
 
     @classmethod
     def fit(cls, X: Array) -> Standardization:
-        mean = X.mean(axis=1, keepdims=True, dtype=np.float64)
-        std = X.std(axis=1, keepdims=True, dtype=np.float64)
-        scale = np.where(
-            std < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), 1.0, std
-        )
-        return cls(mean=mean, scale=scale)
+        """Fit on X (n_x, m): the streaming rule of `Moments`, its columns in groups
+        of ROW_GROUP, so an array and a stream of the same samples agree to the bit."""
+        moments = Moments(X.shape[0])
+        for start in range(0, X.shape[1], ROW_GROUP):
+            moments.add(X[:, start : start + ROW_GROUP].T)
+        return moments.standardization()
 
     def transform(self, X: Array) -> Array:
         if X.shape[0] != self.mean.shape[0]:
             raise ValueError(f"X must have {self.mean.shape[0]} features, got {X.shape[0]}")
         return (X - self.mean) / self.scale
+
+
+class Moments:
+    """Per-feature count, mean and M2 = Σ(x - mean)² (n_x,) of samples added
+    as row groups (c, n_x), c ≤ ROW_GROUP; the fitted Standardization at the end.
+
+    Each group, shifted by the first sample seen, is reduced on its own (mean,
+    then M2 of the deviations: two passes over a cache-sized copy) and the
+    groups are combined pairwise, as a binary tree over the order they came in
+    (Chan, Golub and LeVeque's update). The result depends only on the groups'
+    contents and order, never on how the caller read them, and is as accurate
+    as two passes over all the samples.
+    """
+
+    def __init__(self, n_x: int) -> None:
+        self._group = np.empty((ROW_GROUP, n_x))  # one fixed layout: one summation order
+        # the first sample, subtracted from all: sums of small deviations, not of
+        # large values (a feature 1e8 + noise keeps its noise's digits)
+        self._shift: Array | None = None
+        # pending subtrees, oldest first: (height, count, mean, M2)
+        self._stack: list[tuple[int, int, Array, Array]] = []
+
+    def add(self, rows: Array) -> None:
+        """One group's samples as rows (c, n_x); c = 0 adds nothing."""
+        c = int(rows.shape[0])
+        if c > ROW_GROUP:
+            raise ValueError(f"a group holds at most {ROW_GROUP} rows, got {c}")
+        if c == 0:
+            return
+        group = self._group[:c]
+        group[...] = rows
+        if self._shift is None:
+            self._shift = group[0].copy()
+        group -= self._shift
+        mean = group.sum(axis=0) / c
+        group -= mean
+        np.square(group, out=group)
+        height, count, M2 = 0, c, group.sum(axis=0)
+        while self._stack and self._stack[-1][0] == height:
+            _, n_a, mean_a, M2_a = self._stack.pop()
+            count, mean, M2 = _combine(n_a, mean_a, M2_a, count, mean, M2)
+            height += 1
+        self._stack.append((height, count, mean, M2))
+
+    def standardization(self) -> Standardization:
+        """mean and scale = the population std (n_x, 1); scale 1 where the
+        std is below 10·eps·max(|mean|, 1) (a constant feature, up to rounding)."""
+        if self._shift is None:
+            raise ValueError("no samples to fit the standardization on")
+        _, count, mean, M2 = self._stack[-1]
+        for _, n_a, mean_a, M2_a in reversed(self._stack[:-1]):
+            count, mean, M2 = _combine(n_a, mean_a, M2_a, count, mean, M2)
+        mean = self._shift + mean
+        std = np.sqrt(M2 / count)
+        eps = np.finfo(np.float64).eps
+        scale = np.where(std < 10 * eps * np.maximum(np.abs(mean), 1.0), 1.0, std)
+        return Standardization(mean=mean.reshape(-1, 1), scale=scale.reshape(-1, 1))
+
+
+def _combine(
+    n_a: int, mean_a: Array, M2_a: Array, n_b: int, mean_b: Array, M2_b: Array
+) -> tuple[int, Array, Array]:
+    """(count, mean, M2) of the union of two disjoint sets of samples."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return n, mean_a + delta * (n_b / n), M2_a + M2_b + delta**2 * (n_a * n_b / n)
 
 
 def stratified_split(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from app.nn.checkpoint import CheckpointState, decode_checkpoint, encode_checkpoint
-from app.nn.data import training_data
+from app.nn.data import check_source, training_data
 from app.nn.diagnostics import Outcome, training_warnings
 from app.nn.history import EpochHistory, EpochRecord, FitResult, StopReason
 from app.nn.hyperparameters import Hyperparameters
@@ -35,7 +35,7 @@ from app.nn.model import Model, check_warm_start
 from app.nn.network import cross_entropy_sum
 from app.nn.optimizers import Optimizer, make_optimizer
 from app.nn.params import Array, Parameters, initialize
-from app.nn.preprocessing import Label, check_features, check_targets, encode_labels
+from app.nn.preprocessing import Label, check_targets, encode_labels
 from app.nn.workspace import BatchGradient, logits
 
 
@@ -63,7 +63,8 @@ class _Diverged(Exception):
 
 
 class Trainer:
-    """One training run over X (n_x, m) and Y (1, m) in {0, 1}.
+    """One training run over X (n_x, m), an array or a `Rows` source (m, n_x)
+    read in blocks (`app.nn.data`), and Y (1, m) in {0, 1}.
 
     `run` trains until the epochs are done, early stopping ends it, the
     callback asks to stop, or it diverges; `checkpoint` (between epochs, e.g.
@@ -81,12 +82,11 @@ class Trainer:
         init_model: Model | None = None,
         heartbeat_seconds: float = 0.5,
     ) -> None:
-        X = check_features(X)
-        Y = check_targets(Y, X.shape[1])
+        X, n_x, m = check_source(X)
+        Y = check_targets(Y, m)
         if len(classes) != 2 or classes[0] == classes[1]:
             raise ValueError(f"classes must be two distinct values, got {list(classes)!r}")
         hp = hyperparameters.resolved()
-        n_x, _m = X.shape
         n_h = hp.hidden_units
         dtype = np.dtype(hp.dtype)
         self.hp = hp
@@ -330,8 +330,8 @@ class Trainer:
     ) -> Trainer:
         """A trainer that continues where `checkpoint` left off, on the same X and Y."""
         state = decode_checkpoint(data)
-        X = check_features(X)
-        state.check_data(X)
+        X, n_x, m = check_source(X)
+        state.check_data((n_x, m))
         trainer = cls(
             X,
             Y,
@@ -352,7 +352,7 @@ def fit(
     callback: Callback | None = None,
     init_model: Model | None = None,
 ) -> FitResult:
-    """Train on X (n_x, m) and any two-valued labels; the convenience entry point."""
+    """Train on X (n_x, m) or a Rows source and any two-valued labels; the convenience entry."""
     Y, classes = encode_labels(labels)
     trainer = Trainer(
         X, Y, hyperparameters or Hyperparameters(), classes=classes, init_model=init_model
