@@ -84,8 +84,6 @@ def check_source(X: Any) -> tuple[Array | Rows, int, int]:
     X = check_features(X)
     return X, int(X.shape[0]), int(X.shape[1])
 
-ROW_GROUP = 1024
-
 
 def augmented_rows(X: Array, standardization: Standardization | None, dtype: np.dtype) -> Array:
     """Rows [x_i, 1] (m, n_x+1), C-ordered, from X (n_x, m), standardized if given.

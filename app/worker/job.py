@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
-from app.db.arrays import load_dataset_arrays
+from app.db.arrays import stored_dataset
 from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database, is_unavailable
@@ -239,8 +239,9 @@ def _train(
     if run.attempts > settings.max_attempts:
         fail_run(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
         return "failed"
-    arrays = load_dataset_arrays(db=db, dataset_id=run.dataset_id)
-    X = arrays.X.T  # the engine's layout: (n_x, m)
+    # X read a chunk at a time into the engine's own arrays (app.nn.data.Rows)
+    arrays = stored_dataset(db=db, dataset_id=run.dataset_id)
+    X = arrays.rows
     beat = settings.heartbeat_seconds / 2
     renewed = time.monotonic()
     with db.write() as session:

@@ -195,6 +195,7 @@ def test_0006_moves_every_dataset_blob_into_chunks_and_back(database_url: str) -
         downgrade(database_url, "0005")
         with db.engine.connect() as connection:
             blob = connection.execute(text("SELECT data FROM dataset WHERE id = 'old'")).scalar()
+        assert isinstance(blob, bytes)
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             assert np.array_equal(npz["X"], X)
             assert np.array_equal(npz["y"], y)

@@ -50,9 +50,8 @@ def test_a_large_csv_upload_peaks_within_twice_its_data(tmp_path: Path) -> None:
         assert response.status_code == 201, response.text
         grown_mb = (status_kib(server.pid, "VmHWM") - before) * 1024 / 1e6
         data_mb = M * N_X * 8 / 1e6
-        print(
-            f"file {path.stat().st_size / 1e6:.0f} MB, data {data_mb:.0f} MB, peak +{grown_mb:.0f} MB"
-        )
+        size_mb = path.stat().st_size / 1e6
+        print(f"file {size_mb:.0f} MB, data {data_mb:.0f} MB, peak +{grown_mb:.0f} MB")
         assert grown_mb <= 2 * data_mb + 50, f"peak grew {grown_mb:.0f} MB for {data_mb:.0f} MB"
         dataset = response.json()
         assert (dataset["n_samples"], dataset["n_features"]) == (M, N_X)
