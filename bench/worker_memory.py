@@ -47,7 +47,7 @@ run = create_run(
     hyperparameters={{"hidden_units": 8, "epochs": 1, "batch_size": 1024,
                       "validation_fraction": 0.2}},
 )
-print(run.id)
+print(run.run.id)
 """
 
 TRAIN = """
@@ -79,9 +79,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.postgres or f"sqlite:///{Path(tmp) / 'w.db'}"
         setup = SETUP.format(root=str(ROOT), url=url, m=m, n_x=n_x)
-        run_id = subprocess.run(
-            [sys.executable, "-c", setup], capture_output=True, text=True, check=True
-        ).stdout.split()[-1]
+        made = subprocess.run([sys.executable, "-c", setup], capture_output=True, text=True)
+        if made.returncode:
+            raise SystemExit(made.stderr)
+        run_id = made.stdout.split()[-1]
         train = TRAIN.format(root=str(ROOT), url=url, run_id=run_id)
         out = subprocess.run(
             [sys.executable, "-c", train], capture_output=True, text=True, check=True
