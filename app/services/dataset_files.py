@@ -71,22 +71,14 @@ def dataset_file(*, db: Database, owner: str, dataset_id: str, format: FileForma
             columns = [pa.array(X[:, j]) for j in range(X.shape[1])]
             yield pa.Table.from_arrays([*columns, classes.take(codes)], schema=schema)
 
-    def csv_chunks() -> Iterator[bytes]:
-        sink = _Drain()
-        with pacsv.CSVWriter(sink, schema) as writer:
+    def chunks(writer: Any, sink: _Drain) -> Iterator[bytes]:
+        with writer:
             for table in tables():
                 writer.write_table(table)
                 yield sink.take()
-        if tail := sink.take():
+        if tail := sink.take():  # a Parquet file's footer
             yield tail
 
-    def parquet_chunks() -> Iterator[bytes]:
-        sink = _Drain()
-        with pq.ParquetWriter(sink, schema) as writer:
-            for table in tables():
-                writer.write_table(table)
-                yield sink.take()
-        yield sink.take()  # the footer
-
-    chunks = csv_chunks() if format == "csv" else parquet_chunks()
-    return Download(chunks, MEDIA_TYPES[format], f"{dataset_id}.{format}")
+    sink = _Drain()
+    writer = pacsv.CSVWriter(sink, schema) if format == "csv" else pq.ParquetWriter(sink, schema)
+    return Download(chunks(writer, sink), MEDIA_TYPES[format], f"{dataset_id}.{format}")
