@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -23,12 +24,13 @@ from app.nn.preprocessing import Label
 from app.nn.samples import SampleKind
 from app.services.ingest import Choice, read_file
 from app.services.ownership import newest_named, owned
-from app.services.storage import check_budget, lock_owner
+from app.services.storage import check_budget, lock_owner, owner_stored_bytes
 
 
 class Data(Protocol):
-    """A dataset's data as `_store` writes it: rows (m, n_x) float64 in blocks of
-    k, codes (m,) int8 (1 for the second of the sorted classes), classes."""
+    """A dataset's data as `_store` writes it: its names; rows (m, n_x) float64 in
+    blocks of k, one pass; then (an upload's only once its rows are read) the
+    shape, codes (m,) int8 (1 for the second of the sorted classes), classes."""
 
     @property
     def shape(self) -> tuple[int, int]: ...
@@ -38,7 +40,7 @@ class Data(Protocol):
     classes: list[Label]
     codes: np.ndarray
 
-    def blocks(self, k: int) -> Iterator[np.ndarray]: ...
+    def blocks(self, k: int) -> Generator[np.ndarray]: ...
 
 
 @dataclass
@@ -56,7 +58,7 @@ class InMemory:
         m, n_x = self.X.shape
         return int(m), int(n_x)
 
-    def blocks(self, k: int) -> Iterator[np.ndarray]:
+    def blocks(self, k: int) -> Generator[np.ndarray]:
         for start in range(0, self.X.shape[0], k):
             yield self.X[start : start + k]
 
@@ -93,48 +95,60 @@ def _store(
     name: str,
     data: Data,
 ) -> tuple[Dataset, bool]:
-    """Check everything, then write the dataset a chunk at a time; with a
-    `dataset_id` (a sample's) that a concurrent request wrote first, that one is
-    returned (created False)."""
+    """Check the names, then write the dataset a chunk at a time as its rows come
+    (an upload's are parsed meanwhile), all in one transaction: a refusal half
+    way writes nothing. With a `dataset_id` (a sample's) that a concurrent
+    request wrote first, that one is returned (created False)."""
     _check_text(name=name, feature_names=data.feature_names)
-    (m, n_x), codes = data.shape, data.codes
-    # sha256 of [shape, classes] as JSON, then X's rows, then the codes
-    digest = hashlib.sha256(json.dumps([[m, n_x], data.classes]).encode())
-    labels = npy_bytes(codes.astype(np.int8))
-    n = int(codes.sum())
-    dataset = Dataset(
-        id=dataset_id or new_id(),
-        owner=owner,
-        name=name,
-        n_samples=m,
-        n_features=n_x,
-        feature_names=data.feature_names,
-        label_name=data.label_name,
-        classes=list(data.classes),
-        class_counts=[m - n, n],
-        sha256="",
-        labels=labels,
-        stored_bytes=0,
-    )
+    n_x, budget = len(data.feature_names), settings.max_stored_bytes_per_owner
     with db.write() as session:
         lock_owner(session, owner)  # two creations at once cannot both pass the budget
         if dataset_id is not None and (made := session.get(Dataset, dataset_id)) is not None:
             return made, False  # the same sample, made meanwhile (same owner: serialised)
-        check_budget(
-            session,
+        check_budget(session, owner=owner, adding=0, budget=budget)
+        used = owner_stored_bytes(session, owner)
+        dataset = Dataset(
+            id=dataset_id or new_id(),
             owner=owner,
-            adding=m * n_x * 8 + len(labels),
-            budget=settings.max_stored_bytes_per_owner,
+            name=name,
+            n_samples=0,
+            n_features=n_x,
+            feature_names=data.feature_names,
+            label_name=data.label_name,
+            classes=[],
+            class_counts=[0, 0],
+            sha256="",
+            labels=b"",
+            stored_bytes=0,
         )
         session.add(dataset)
         session.flush()
-        stored = len(labels)
-        for seq, rows in enumerate(data.blocks(chunk_rows(n_x))):
-            digest.update(np.ascontiguousarray(rows, np.float64).data)
-            stored += insert_chunk(session, dataset_id=dataset.id, seq=seq, rows=rows)
-        digest.update(codes.astype(np.int8).data)
-        dataset.sha256, dataset.stored_bytes = digest.hexdigest(), stored
+        rows_digest, stored = hashlib.sha256(), 0
+        # closed on the way out: a refusal stops the reading (and its thread) at once
+        with closing(data.blocks(chunk_rows(n_x))) as blocks:
+            for seq, rows in enumerate(blocks):
+                rows_digest.update(np.ascontiguousarray(rows, np.float64).data)
+                stored += insert_chunk(session, dataset_id=dataset.id, seq=seq, rows=rows)
+                if used + stored > budget:  # StorageFull now, without reading on
+                    check_budget(session, owner=owner, adding=stored, budget=budget)
+        (m, _), codes = data.shape, data.codes.astype(np.int8)
+        labels = npy_bytes(codes)
+        check_budget(session, owner=owner, adding=stored + len(labels), budget=budget)
+        n = int(codes.sum())
+        dataset.n_samples, dataset.class_counts = m, [m - n, n]
+        dataset.classes, dataset.labels = list(data.classes), labels
+        dataset.sha256 = _sha256(m, n_x, data.classes, rows_digest, codes)
+        dataset.stored_bytes = stored + len(labels)
     return dataset, True
+
+
+def _sha256(m: int, n_x: int, classes: list[Label], rows: Any, codes: np.ndarray) -> str:
+    """The data's identity: sha256 of [shape, classes] as JSON, the sha256 of X's
+    rows (float64, C order), then the codes (docs/design.md, "Datasets")."""
+    digest = hashlib.sha256(json.dumps([[m, n_x], classes]).encode())
+    digest.update(rows.digest())
+    digest.update(codes.data)
+    return digest.hexdigest()
 
 
 def _check_text(*, name: str, feature_names: list[str]) -> None:

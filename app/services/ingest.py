@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import IO, Any
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -29,51 +30,73 @@ from app.core.text import LABEL_MAX, text_problem
 from app.nn import check_labels
 from app.nn.preprocessing import Label
 from app.nn.samples import MIN_SAMPLES
+from app.services.ingest_csv import csv_batches
 from app.services.ingest_formats import Batches, Choice, sniff
 
 __all__ = ["Choice", "Parsed", "read_file"]
 
+T = TypeVar("T")
 _CSV_NULLS = frozenset(pacsv.ConvertOptions().null_values)
 # an integer as JSON writes it: ASCII digits, no sign but -, no leading zero
 # (so "01", "+1", "1_000", " 1" and "١" stay text, and no two labels merge)
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)", re.ASCII)
 
 
-@dataclass
 class Parsed:
-    """A file's data: rows (m, n_x) float64 in parts, codes (m,) int8 (1 for the
-    second of the sorted classes), its feature names."""
+    """A file being read. Its feature and label names are known at once; its rows
+    (m, n_x) float64 come from `blocks(k)`, parsed as they are asked for; once
+    they are all read, `codes` (m,) int8 (1 for the second of the sorted
+    classes), `classes` and `dropped` (rows left out, missing="drop_rows")."""
 
-    format: str
-    feature_names: list[str]
-    label_name: str
-    classes: list[Label]
-    codes: np.ndarray
-    parts: list[np.ndarray] = field(repr=False)
-    dropped: int = 0  # rows left out for a missing value (missing="drop_rows")
+    def __init__(self, source: Batches, *, settings: Settings, choice: Choice) -> None:
+        self.format, self.label_name = source.format, source.label
+        self.feature_names = source.features
+        self._reader = _Reader(source, settings=settings, choice=choice)
+        self.classes: list[Label] = []
+        self.codes = np.zeros(0, np.int8)
+        self.dropped = 0
 
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.codes.size), len(self.feature_names)
 
-    def blocks(self, k: int) -> Iterator[np.ndarray]:
-        """The rows in C-contiguous blocks of k (the last shorter)."""
-        pending: list[np.ndarray] = []
-        have = 0
-        for part in self.parts:
-            while part.shape[0]:
-                take = min(k - have, part.shape[0])
-                pending.append(part[:take])
-                have, part = have + take, part[take:]
-                if have == k:
-                    yield pending[0] if len(pending) == 1 else np.concatenate(pending)
-                    pending, have = [], 0
-        if have:
-            yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+    def blocks(self, k: int) -> Generator[np.ndarray]:
+        """The rows in C-contiguous blocks of k (the last shorter), the next
+        block parsed in a thread while the caller stores this one; one pass."""
+        yield from ahead(_rechunked(self._reader.blocks(), k))
+        self.classes, self.codes, self.dropped = self._reader.finish()
+
+
+def _rechunked(parts: Iterator[np.ndarray], k: int) -> Iterator[np.ndarray]:
+    pending: list[np.ndarray] = []
+    have = 0
+    for part in parts:
+        while part.shape[0]:
+            take = min(k - have, part.shape[0])
+            pending.append(part[:take])
+            have, part = have + take, part[take:]
+            if have == k:
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, have = [], 0
+    if have:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+
+_END: Any = object()
+
+
+def ahead(items: Iterator[T]) -> Iterator[T]:
+    """The items, each next one made in a thread while the caller has this one
+    (PyArrow's parsing and SQLite's or psycopg's writing release the GIL)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="twolayer-ingest") as pool:
+        coming = pool.submit(next, items, _END)
+        while (item := coming.result()) is not _END:
+            coming = pool.submit(next, items, _END)
+            yield item
 
 
 def read_file(*, file: IO[bytes], settings: Settings, choice: Choice) -> Parsed:
-    """The uploaded file as a dataset's data, or Invalid."""
+    """The uploaded file, opened (its header or schema checked); Invalid if not."""
     file.seek(0)
     head = file.read(8)
     file.seek(0)
@@ -82,14 +105,36 @@ def read_file(*, file: IO[bytes], settings: Settings, choice: Choice) -> Parsed:
     kind = sniff(head)
     if kind != "csv" and choice.delimiter is not None:
         raise Invalid(f"delimiter is for CSV files; this file is {kind}")
+    with _arrow_errors(kind):
+        if kind == "parquet":
+            source = Batches.parquet(file, settings=settings, choice=choice)
+        elif kind == "arrow":
+            source = Batches.arrow(file, head=head, settings=settings, choice=choice)
+        else:
+            source = csv_batches(file, head=head, settings=settings, choice=choice)
+    return Parsed(source, settings=settings, choice=choice)
+
+
+@contextmanager
+def _arrow_errors(kind: str) -> Iterator[None]:
     try:
-        source = Batches.open(kind, file, head=head, settings=settings, choice=choice)
-        return _Reader(source, settings=settings, choice=choice).read()
+        yield
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError) as exc:
         text = re.sub(r"^In CSV column #\d+: ", "", str(exc).split("\n")[0])[:500]
         if "invalid UTF8" in text:
             raise Invalid(f"the {kind} file is not UTF-8 text: {text}") from None
         raise Invalid(f"the {kind} file cannot be read: {text}") from None
+
+
+def _features(batch: pa.RecordBatch, n_x: int) -> np.ndarray:
+    """A batch's first n_x columns as float64 rows (k, n_x), missing values NaN."""
+    columns = batch.select(range(n_x))
+    if all(t == pa.float64() for t in columns.schema.types) and batch.num_rows:
+        return np.asarray(columns.to_tensor(null_to_nan=True, row_major=True))
+    block = np.empty((batch.num_rows, n_x))
+    for j in range(n_x):
+        block[:, j] = _floats(columns.column(j), batch.num_rows)
+    return block
 
 
 def _floats(column: Any, k: int) -> np.ndarray:
@@ -109,18 +154,26 @@ class _Reader:
         self.source, self.settings, self.choice = source, settings, choice
         self.seen: list[Any] = []  # the label column's distinct values, in order of appearance
         self.rows = 0  # the file's data rows read so far
+        self.kept = self.dropped = 0
+        self.codes: list[np.ndarray] = []  # each batch's kept rows' codes
 
-    def read(self) -> Parsed:
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Each batch's kept rows (m_b, n_x) float64; their codes kept for finish()."""
+        with _arrow_errors(self.source.format):
+            yield from self._blocks()
+
+    def _blocks(self) -> Iterator[np.ndarray]:
         src, n_x = self.source, len(self.source.features)
-        parts: list[np.ndarray] = []
-        codes: list[np.ndarray] = []
-        kept = dropped = 0
         for batch in self._batches():
             k = batch.num_rows
-            block = np.empty((k, n_x))
-            for j in range(n_x):
-                block[:, j] = _floats(batch.column(j), k)
+            block = _features(batch, n_x)
             labels, no_label = self._labels(batch.column(n_x))
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow: looked at below
+                finite = bool(np.isfinite(block.sum()))  # no NaN or inf, in one pass
+            if finite and not no_label.any():
+                self._keep(block, self._codes(labels, np.ones(k, bool)), k)
+                yield block
+                continue
             no_value = np.isnan(block)
             missing = no_value.any(axis=1) | no_label
             if src.format == "csv":  # a row of empty cells is a blank line: skipped
@@ -147,24 +200,30 @@ class _Reader:
             batch_codes = self._codes(labels, keep)
             if not keep.all():
                 block, batch_codes = block[keep], batch_codes[keep]
-                dropped += int(missing.sum())
-            kept += block.shape[0]
-            if kept > self.settings.max_samples:
-                raise Invalid(
-                    f"the file has more than {self.settings.max_samples} rows "
-                    "(TWOLAYER_MAX_SAMPLES)"
-                )
-            parts.append(block)
-            codes.append(batch_codes)
-            self.rows += k
-        y = np.concatenate(codes) if codes else np.zeros(0, np.int8)
+                self.dropped += int(missing.sum())
+            self._keep(block, batch_codes, k)
+            yield block
+
+    def _keep(self, block: np.ndarray, codes: np.ndarray, k: int) -> None:
+        """A batch of k rows read, `block` of them kept (their codes)."""
+        self.kept += block.shape[0]
+        if self.kept > self.settings.max_samples:
+            raise Invalid(
+                f"the file has more than {self.settings.max_samples} rows (TWOLAYER_MAX_SAMPLES)"
+            )
+        self.codes.append(codes)
+        self.rows += k
+
+    def finish(self) -> tuple[list[Label], np.ndarray, int]:
+        """The classes, every kept row's code and the rows dropped, once all are read."""
+        y = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int8)
         if y.size < MIN_SAMPLES:
             raise Invalid(f"the file needs at least {MIN_SAMPLES} data rows, got {y.size}")
         classes = self._classes()
         if classes != sorted(classes):
             classes.reverse()
             y = 1 - y
-        return Parsed(src.format, src.features, src.label, classes, y, parts, dropped)
+        return classes, y, self.dropped
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         batches = self.source.batches

@@ -1,18 +1,16 @@
 """The file formats an upload may have, as record batches of the chosen columns:
-CSV (plain, gzip, zstd or bzip2; comma, semicolon, tab or pipe separated; a
-header row), Parquet and Arrow IPC (file or stream), read with PyArrow.
+Parquet and Arrow IPC (file or stream), read with PyArrow, and what CSV
+(app.services.ingest_csv) shares with them.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -23,10 +21,8 @@ from app.core.text import NAME_MAX, text_problem
 Missing = Literal["error", "drop_rows"]
 Delimiter = Literal[",", ";", "\t", "|"]
 DELIMITERS: dict[str, str] = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
-_COMPRESSION = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bz2"}
+COMPRESSION = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bz2"}
 BATCH_ROWS = 65_536  # Parquet and Arrow IPC batches
-CSV_BLOCK_BYTES = 1024 * 1024  # larger blocks parse no faster and hold more (bench/README.md)
-_HEADER_BYTES = 1024 * 1024  # the header row must end within the first MiB
 
 
 class _Borrowed(io.RawIOBase):
@@ -60,7 +56,7 @@ class _Borrowed(io.RawIOBase):
         pass
 
 
-def _lent(file: IO[bytes]) -> Any:
+def lent(file: IO[bytes]) -> Any:
     file.seek(0)
     return pa.PythonFile(_Borrowed(file), mode="r")
 
@@ -98,27 +94,17 @@ class Batches:
     refused_rows: list[str] = field(default_factory=list)  # CSV: rows of the wrong length
 
     @classmethod
-    def open(
-        cls, kind: str, file: IO[bytes], *, head: bytes, settings: Settings, choice: Choice
-    ) -> Batches:
-        if kind == "parquet":
-            return cls.parquet(file, settings=settings, choice=choice)
-        if kind == "arrow":
-            return cls.arrow(file, head=head, settings=settings, choice=choice)
-        return cls.csv(file, head=head, settings=settings, choice=choice)
-
-    @classmethod
     def parquet(cls, file: IO[bytes], *, settings: Settings, choice: Choice) -> Batches:
-        pf = pq.ParquetFile(_lent(file))
+        pf = pq.ParquetFile(lent(file))
         names = list(pf.schema_arrow.names)
-        label, features = _choose(names, choice, settings)
+        label, features = choose_columns(names, choice, settings)
         _check_types(pf.schema_arrow, features, label)
         batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=[*features, label])
         return cls("parquet", names, features, label, batches)
 
     @classmethod
     def arrow(cls, file: IO[bytes], *, head: bytes, settings: Settings, choice: Choice) -> Batches:
-        source = _lent(file)
+        source = lent(file)
         opened: Any = ipc.open_file(source) if head.startswith(b"ARROW1") else None
         if opened is not None:
             batches = (opened.get_batch(i) for i in range(opened.num_record_batches))
@@ -127,79 +113,10 @@ class Batches:
             opened = ipc.open_stream(source)
             batches, schema = iter(opened), opened.schema
         names = list(schema.names)
-        label, features = _choose(names, choice, settings)
+        label, features = choose_columns(names, choice, settings)
         _check_types(schema, features, label)
         picked = (b.select([*features, label]) for b in batches)
         return cls("arrow", names, features, label, picked)
-
-    @classmethod
-    def csv(cls, file: IO[bytes], *, head: bytes, settings: Settings, choice: Choice) -> Batches:
-        compression = next((c for m, c in _COMPRESSION.items() if head.startswith(m)), None)
-
-        def stream() -> Any:
-            return pa.input_stream(_lent(file), compression=compression)
-
-        with stream() as s:
-            start = s.read(_HEADER_BYTES)
-        try:
-            text = start.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:  # a multi-byte character cut at the end is fine
-            if exc.start < len(start) - 4:
-                raise Invalid("the CSV file is not UTF-8 text") from None
-            text = start[: exc.start].decode("utf-8-sig")
-        if not text.strip():
-            raise Invalid("the CSV file is empty")
-        delimiter = choice.delimiter or separator(text.split("\n", 1)[0])
-        try:
-            header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-        except (csv.Error, StopIteration):
-            raise Invalid("the CSV file's header row cannot be parsed") from None
-        names = [h.strip() for h in header]
-        if len(names) < 2:
-            raise Invalid(
-                f"the CSV file needs a header row naming at least two columns "
-                f"(separated by {DELIMITERS[delimiter]}; set delimiter if it is another)"
-            )
-        label, features = _choose(names, choice, settings)
-        index = {n: i for i, n in enumerate(names)}
-        columns = [f"c{index[n]}" for n in [*features, label]]
-        types = {c: pa.float64() for c in columns[:-1]} | {columns[-1]: pa.string()}
-
-        refused: list[str] = []
-
-        def refuse(row: Any) -> str:  # what it raises PyArrow ignores: kept for the error
-            text = row.text if len(row.text) <= 200 else row.text[:200] + "…"
-            refused.append(
-                f"a row has {row.actual_columns} cells where the header has "
-                f"{row.expected_columns} (separated by {DELIMITERS[delimiter]}): {text!r}"
-            )
-            return "error"
-
-        def open_csv(column_types: dict[str, pa.DataType]) -> Any:
-            return pacsv.open_csv(
-                stream(),
-                read_options=pacsv.ReadOptions(
-                    skip_rows=1,
-                    column_names=[f"c{i}" for i in range(len(names))],
-                    block_size=CSV_BLOCK_BYTES,
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter, newlines_in_values=True, invalid_row_handler=refuse
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=column_types,
-                    include_columns=list(column_types),
-                    strings_can_be_null=False,
-                ),
-            )
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            yield from open_csv(types)  # opened here: its first block's errors are a batch's
-
-        def retry() -> Any:
-            return open_csv({c: pa.string() for c in columns[:-1]})
-
-        return cls("csv", names, features, label, batches(), retry, refused)
 
 
 def separator(header: str) -> str:
@@ -211,7 +128,7 @@ def separator(header: str) -> str:
     return best if counts[best] else ","
 
 
-def _choose(names: list[str], choice: Choice, settings: Settings) -> tuple[str, list[str]]:
+def choose_columns(names: list[str], choice: Choice, settings: Settings) -> tuple[str, list[str]]:
     """The label column and the feature columns, checked against the file's names."""
     if len(names) > settings.max_upload_columns:
         raise Invalid(

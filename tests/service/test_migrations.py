@@ -178,7 +178,7 @@ def test_0006_moves_every_dataset_blob_into_chunks_and_back(database_url: str) -
                 ),
                 {"data": buf.getvalue(), "now": "2026-12-01 00:00:00"},
             )
-        upgrade(database_url)
+        upgrade(database_url, "0006")  # (0007 computes the sha256 again)
         arrays = load_dataset_arrays(db=db, dataset_id="old")
         assert np.array_equal(arrays.X, X)
         assert np.array_equal(arrays.Y.ravel(), y)
@@ -202,3 +202,55 @@ def test_0006_moves_every_dataset_blob_into_chunks_and_back(database_url: str) -
     finally:
         db.dispose()
     upgrade(database_url)
+
+
+def test_0007_hashes_the_rows_digest_and_back(database_url: str) -> None:
+    """0007's sha256 of a dataset is the one the service computes for the same
+    data; its downgrade puts 0006's back (of [shape, classes], X's rows, the
+    codes); on PostgreSQL the chunks are stored uncompressed."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from app.core.settings import Settings
+    from app.services.datasets import create_dataset
+
+    upgrade(database_url)
+    rng = np.random.default_rng(1)
+    X, labels = rng.normal(size=(30_000, 40)), ["b" if v else "a" for v in rng.random(30_000) < 0.3]
+    db = Database(database_url)
+
+    def sha() -> str:
+        with db.engine.connect() as connection:
+            value: str = connection.execute(text("SELECT sha256 FROM dataset")).scalar_one()
+        return value
+
+    try:
+        made = create_dataset(
+            db=db,
+            settings=Settings(database_url=database_url),
+            owner="local",
+            name="d",
+            features=X.tolist(),
+            labels=labels,
+        )
+        codes = np.array([v == "b" for v in labels], np.int8)
+        head = json.dumps([[30_000, 40], ["a", "b"]]).encode()
+        rows = hashlib.sha256(X.tobytes()).digest()
+        assert made.sha256 == hashlib.sha256(head + rows + codes.tobytes()).hexdigest()
+        downgrade(database_url, "0006")
+        assert sha() == hashlib.sha256(head + X.tobytes() + codes.tobytes()).hexdigest()
+        upgrade(database_url)
+        assert sha() == made.sha256
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect() as connection:
+                storage = connection.execute(
+                    text(
+                        "SELECT attstorage FROM pg_attribute WHERE attname = 'data'"
+                        " AND attrelid = 'dataset_chunk'::regclass"
+                    )
+                ).scalar_one()
+            assert storage == "e"  # external: out of line, not compressed
+    finally:
+        db.dispose()
