@@ -2,10 +2,12 @@
 
 Everything the loop needs to continue bit for bit: θ, the optimizer's state,
 the Generator's state, the epoch, the early-stopping state, the
-standardization and the history so far. The layout (format
-`twolayer.checkpoint/1`):
+standardization and, unless whoever resumes keeps it elsewhere, the history
+so far. Without it a checkpoint is the same size for a run's whole life (the
+service keeps the history in `run_epoch` and gives it back on resume). The
+layout (format `twolayer.checkpoint/2`; /1 always held the history):
 
-    arrays   theta, optimizer.<key>…, best_theta?, mean? scale?, history.<column>…
+    arrays   theta, optimizer.<key>…, best_theta?, mean? scale?, history.<column>…?
     metadata format, hyperparameters, classes, n_x, m_train, m_validation,
              epoch, rng_state, best_cost (null for none yet), best_epoch, wait
 """
@@ -25,27 +27,26 @@ from app.nn.params import Array, Parameters
 from app.nn.preprocessing import Label, Standardization
 from app.nn.serialization import dump_npz, load_npz
 
-CHECKPOINT_FORMAT = "twolayer.checkpoint/1"
+CHECKPOINT_FORMAT = "twolayer.checkpoint/2"
+_READABLE = {"twolayer.checkpoint/1", CHECKPOINT_FORMAT}
 
 # copies of θ each optimizer keeps in its state (app/nn/optimizers.py)
 OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "adam": 2}
-HISTORY_COLUMNS = 5  # epoch, train cost and accuracy, validation cost and accuracy
 # archive headers and the metadata JSON (hyperparameters, classes of up to 200
 # characters each, the Generator's state), NumPy storing text as UTF-32
 ARCHIVE_OVERHEAD = 64 * 1024
 
 
 def stored_bytes(n_x: int, hp: Hyperparameters) -> int:
-    """An upper bound of the bytes a run stores at any one time: its checkpoint
-    while it trains (θ, the optimizer's copies of θ, the best epoch's θ with
-    early stopping, the standardization, one history row per epoch), which
+    """An upper bound of the bytes a run's weights take at any one time: its
+    checkpoint while it trains, without the history (θ, the optimizer's copies
+    of θ, the best epoch's θ with early stopping, the standardization), which
     the final model (θ and the standardization) replaces."""
     n_h = hp.hidden_units
     theta = (n_h * n_x + 2 * n_h + 1) * np.dtype(hp.dtype).itemsize
     copies = 1 + OPTIMIZER_COPIES[hp.optimizer] + (1 if hp.early_stopping else 0)
     standardization = 2 * n_x * 8 if hp.standardize else 0
-    history = hp.epochs * HISTORY_COLUMNS * 8
-    return copies * theta + standardization + history + ARCHIVE_OVERHEAD
+    return copies * theta + standardization + ARCHIVE_OVERHEAD
 
 
 class Resumable(Protocol):
@@ -84,11 +85,11 @@ class CheckpointState:
     best_epoch: int | None
     wait: int  # epochs without improvement
     standardization: Standardization | None
-    history: dict[str, np.ndarray]  # EpochHistory.columns()
+    history: dict[str, np.ndarray] | None  # EpochHistory.columns(), if kept here
 
     @classmethod
-    def of(cls, trainer: Resumable) -> CheckpointState:
-        """The trainer's state now (at an epoch boundary)."""
+    def of(cls, trainer: Resumable, *, history: bool = True) -> CheckpointState:
+        """The trainer's state now (at an epoch boundary), with its history or not."""
         return cls(
             hyperparameters=trainer.hp,
             classes=trainer.classes,
@@ -104,7 +105,7 @@ class CheckpointState:
             best_epoch=trainer.best_epoch,
             wait=trainer.wait,
             standardization=trainer.standardization,
-            history=trainer.history.columns(),
+            history=trainer.history.columns() if history else None,
         )
 
     def check_data(self, shape: tuple[int, int]) -> None:
@@ -125,9 +126,16 @@ class CheckpointState:
             standardization=self.standardization,
         )
 
-    def restore(self, trainer: Resumable) -> None:
+    def restore(self, trainer: Resumable, history: dict[str, np.ndarray] | None = None) -> None:
         """Put the rest of the state (optimizer, Generator, epoch, early stopping,
-        history) into a trainer built from `model()` on the same data."""
+        history) into a trainer built from `model()` on the same data. `history`
+        (EpochHistory.columns() of epochs 1 … epoch) is for a checkpoint without
+        one; ValueError if neither has it."""
+        history = self.history if self.history is not None else history
+        if history is None:
+            raise ValueError("this checkpoint holds no history: give that of its epochs")
+        if any(len(column) != self.epoch for column in history.values()):
+            raise ValueError(f"the history given is not of epochs 1 to {self.epoch}")
         trainer.optimizer.load_state_dict(self.optimizer_state)
         trainer.rng.bit_generator.state = self.rng_state
         trainer.epoch = self.epoch
@@ -135,7 +143,7 @@ class CheckpointState:
         trainer.best_epoch = self.best_epoch
         trainer.best_theta = self.best_theta
         trainer.wait = self.wait
-        trainer.history.restore(self.history, self.epoch)
+        trainer.history.restore(history, self.epoch)
 
 
 def encode_checkpoint(state: CheckpointState) -> bytes:
@@ -147,7 +155,7 @@ def encode_checkpoint(state: CheckpointState) -> bytes:
     if state.standardization is not None:
         arrays["mean"] = state.standardization.mean
         arrays["scale"] = state.standardization.scale
-    for key, column in state.history.items():
+    for key, column in (state.history or {}).items():
         arrays[f"history.{key}"] = column
     meta = {
         "format": CHECKPOINT_FORMAT,
@@ -168,7 +176,7 @@ def encode_checkpoint(state: CheckpointState) -> bytes:
 def decode_checkpoint(data: bytes) -> CheckpointState:
     """The state `encode_checkpoint` wrote; ValueError for anything else."""
     arrays, meta = load_npz(data)
-    if meta.get("format") != CHECKPOINT_FORMAT:
+    if meta.get("format") not in _READABLE:
         raise ValueError(f"not a twolayer checkpoint (format {meta.get('format')!r})")
     standardization = None
     if "mean" in arrays:
@@ -193,5 +201,7 @@ def decode_checkpoint(data: bytes) -> CheckpointState:
         standardization=standardization,
         history={
             k.removeprefix("history."): v for k, v in arrays.items() if k.startswith("history.")
-        },
+        }
+        if "history.epoch" in arrays
+        else None,
     )

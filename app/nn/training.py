@@ -320,15 +320,24 @@ class Trainer:
 
     # ----------------------------------------------------------- checkpoints
 
-    def checkpoint(self) -> bytes:
-        """Everything needed to continue from this epoch boundary, as .npz bytes."""
-        return encode_checkpoint(CheckpointState.of(self))
+    def checkpoint(self, *, history: bool = True) -> bytes:
+        """Everything needed to continue from this epoch boundary, as .npz bytes;
+        without the history (`history=False`) its size does not grow with the epochs."""
+        return encode_checkpoint(CheckpointState.of(self, history=history))
 
     @classmethod
     def from_checkpoint(
-        cls, data: bytes, X: Any, Y: Any, *, heartbeat_seconds: float = 0.5
+        cls,
+        data: bytes,
+        X: Any,
+        Y: Any,
+        *,
+        history: dict[str, np.ndarray] | None = None,
+        heartbeat_seconds: float = 0.5,
     ) -> Trainer:
-        """A trainer that continues where `checkpoint` left off, on the same X and Y."""
+        """A trainer that continues where `checkpoint` left off, on the same X and
+        Y; `history`, the columns of epochs 1 … its epoch, for a checkpoint made
+        without its history."""
         state = decode_checkpoint(data)
         X, n_x, m = check_source(X)
         state.check_data((n_x, m))
@@ -340,7 +349,7 @@ class Trainer:
             init_model=state.model(),
             heartbeat_seconds=heartbeat_seconds,
         )
-        state.restore(trainer)
+        state.restore(trainer, history)
         return trainer
 
 

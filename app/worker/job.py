@@ -25,6 +25,7 @@ from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database, is_unavailable
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
+from app.worker.history import history_columns, history_rows
 from app.worker.lease import (
     LeaseLost,
     claim_run,
@@ -38,20 +39,6 @@ from app.worker.lease import (
 log = logging.getLogger("twolayer.worker")
 
 Outcome = Literal["dropped", "succeeded", "failed", "cancelled", "lost", "released"]
-
-
-def history_rows(run_id: str, records: list[EpochRecord]) -> list[dict[str, Any]]:
-    return [
-        {
-            "run_id": run_id,
-            "epoch": r.epoch,
-            "train_cost": r.train_cost,
-            "train_accuracy": r.train_accuracy,
-            "validation_cost": r.validation_cost,
-            "validation_accuracy": r.validation_accuracy,
-        }
-        for r in records
-    ]
 
 
 @dataclass
@@ -172,7 +159,7 @@ class Reporter:
                 Checkpoint(
                     run_id=self.run_id,
                     epoch=progress.epoch,
-                    data=progress.trainer.checkpoint(),
+                    data=progress.trainer.checkpoint(history=False),  # run_epoch has it
                     created_at=utcnow(),
                 )
             )
@@ -259,9 +246,12 @@ def _train(
         session.execute(
             delete(RunEpoch).where(RunEpoch.run_id == run_id, RunEpoch.epoch > start_epoch)
         )
+        history = history_columns(session, run_id, start_epoch) if checkpoint else None
     if checkpoint is not None:
         log.info("run %s: resuming from epoch %d", run_id, checkpoint.epoch)
-        trainer = Trainer.from_checkpoint(checkpoint.data, X, arrays.Y, heartbeat_seconds=beat)
+        trainer = Trainer.from_checkpoint(
+            checkpoint.data, X, arrays.Y, history=history, heartbeat_seconds=beat
+        )
     else:
         trainer = Trainer(
             X,

@@ -236,6 +236,39 @@ def test_resume_after_the_stopping_epoch_finishes_without_training() -> None:
     np.testing.assert_array_equal(resumed.model.params.theta, full.model.params.theta)
 
 
+def test_a_checkpoint_without_its_history_keeps_one_size_and_resumes_with_it_given() -> None:
+    """history=False: the same size at every epoch (the service keeps the
+    history elsewhere); resumed with the history of its epochs, the run and its
+    warnings are those of one that never stopped; without it, or with the wrong
+    epochs, it is refused."""
+    X, Y = data(m=150)
+    params = hp(epochs=40, validation_fraction=0.2, learning_rate=0.5)
+    full = Trainer(X, Y, params).run()
+    sizes: list[int] = []
+    at: dict[int, tuple[bytes, dict[str, np.ndarray]]] = {}
+
+    def keep(p: Any) -> None:
+        if p.record is not None:
+            sizes.append(len(p.trainer.checkpoint(history=False)))
+            if p.epoch == 25:
+                at[25] = (p.trainer.checkpoint(history=False), p.trainer.history.columns())
+
+    Trainer(X, Y, params).run(keep)
+    assert len(sizes) == 40
+    assert max(sizes) - min(sizes) <= 128  # the metadata's digits
+    data_, history = at[25]
+    resumed = Trainer.from_checkpoint(data_, X, Y, history=history).run()
+    np.testing.assert_array_equal(resumed.model.params.theta, full.model.params.theta)
+    for key, column in full.history.columns().items():
+        np.testing.assert_array_equal(resumed.history.columns()[key], column)
+    assert resumed.warnings == full.warnings
+    with pytest.raises(ValueError, match="holds no history"):
+        Trainer.from_checkpoint(data_, X, Y)
+    short = {k: v[:-1] for k, v in history.items()}
+    with pytest.raises(ValueError, match="not of epochs 1 to 25"):
+        Trainer.from_checkpoint(data_, X, Y, history=short)
+
+
 def test_checkpoint_refuses_other_data() -> None:
     X, Y = data(m=150)
     trainer = Trainer(X, Y, hp(epochs=1))

@@ -299,6 +299,50 @@ def test_a_5000_epoch_run_makes_a_handful_of_commits(db: Database, database_url:
     assert 3 <= len(commits) <= bound, (len(commits), seconds)
 
 
+def test_checkpoints_stay_one_size_for_a_long_run_and_it_resumes_from_its_history(
+    settings: Settings, db: Database, database_url: str
+) -> None:
+    """A checkpoint holds no history (run_epoch has it): over 4 000 epochs every
+    checkpoint the worker writes is the same size, and a run released at one
+    resumes with the history read back, to the weights and warnings of a run
+    that never stopped."""
+    often = Settings(**{**settings.model_dump(), "checkpoint_every_epochs": 200})
+    run_id, dataset_id = new_run(db, often, epochs=4000, batch_size=None, hidden_units=2)
+    sizes: dict[int, int] = {}
+
+    def written(_mapper: Any, _connection: Any, target: Checkpoint) -> None:
+        sizes[target.epoch] = len(target.data)
+
+    event.listen(Checkpoint, "before_insert", written)
+    event.listen(Checkpoint, "before_update", written)
+    stop = threading.Event()
+    try:
+        worker = threading.Thread(
+            target=execute_run,
+            kwargs={"db": db, "settings": often, "run_id": run_id, "owner": "a"}
+            | {"should_stop": stop.is_set},
+            daemon=True,
+        )
+        worker.start()
+        until(lambda: len(sizes) >= 3, "three checkpoints")
+        stop.set()
+        worker.join(30)
+        assert execute_run(db=db, settings=often, run_id=run_id, owner="b") == "succeeded"
+    finally:
+        event.remove(Checkpoint, "before_insert", written)
+        event.remove(Checkpoint, "before_update", written)
+    assert max(sizes) >= 3000, sizes  # epochs late in the run
+    assert max(sizes.values()) - min(sizes.values()) <= 128, sizes  # the metadata's digits
+    assert history_epochs(db, run_id) == list(range(1, 4001))
+    arrays = load_dataset_arrays(db=db, dataset_id=dataset_id)
+    with db.read() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        full = Trainer(arrays.X.T, arrays.Y, Hyperparameters(**run.hyperparameters)).run()
+        assert run.warnings == list(full.warnings)
+    np.testing.assert_array_equal(stored_theta(db, run_id), full.model.params.theta)
+
+
 def test_a_running_run_whose_lease_expired_is_claimed_directly(
     settings: Settings, db: Database
 ) -> None:
