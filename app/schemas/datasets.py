@@ -123,7 +123,7 @@ class DatasetRead(BaseModel):
                     "label_name": "label",
                     "classes": [0, 1],
                     "class_counts": [200, 200],
-                    "sha256": "dd3ceaf43402762b761d1a1e7da54f6eb7fb5d2d1315f48ecb91a835951e99dc",
+                    "sha256": "e89310d92b4e8ea926d398ee2f12d33c40a520bcf371995811b665a6f2f19d75",
                     "created_at": "2026-12-01T12:00:00.000000Z",
                 }
             ]
