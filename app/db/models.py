@@ -123,9 +123,11 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # when the executor last accepted the run id; a queued run never delivered
-    # (broker down) or delivered long ago (message lost) is sent again
+    # a queued run's delivery (app/worker/sweeper.py): when it was queued or last
+    # handed to the executor, and the queue that took it (None: being handed
+    # over, or refused; "": a queue that cannot tell which one it is)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_to: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -77,6 +77,7 @@ def create_run(
         attempts=0,
         cancel_requested=False,
         created_at=utcnow(),
+        delivered_at=utcnow(),  # queued now: delivered below (app/worker/sweeper.py)
     )
     with db.write() as session:
         # counted in the writing transaction, with the owner's creations

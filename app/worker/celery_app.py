@@ -66,10 +66,30 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def send_run(app: Celery, run_id: str) -> None:
+def send_run(app: Celery, run_id: str) -> str | None:
     """Publish once, without Celery's own retries: if the broker is down the run
-    stays undelivered in the database and the sweeper sends it later."""
+    stays undelivered in the database and the sweeper sends it later. Returns
+    the id of the queue that took it (broker_queue_id)."""
     app.send_task(TASK, args=[run_id], queue=QUEUE, retry=False)
+    return broker_queue_id(app)
+
+
+_redis_clients: dict[str, Any] = {}
+
+
+def broker_queue_id(app: Celery) -> str | None:
+    """Which incarnation of the broker holds the queue: for Redis, the server's
+    run id, new at every restart (its lists are gone with it unless it persists
+    them: then its messages are sent once more, which the claim drops). None
+    for another broker: it cannot tell, and its messages are sent again by age."""
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    if url not in _redis_clients:
+        import redis  # celery[redis]'s client
+
+        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=5)
+    return f"redis:{_redis_clients[url].info('server')['run_id']}"
 
 
 # ------------------------------------------------------------- worker side
@@ -140,7 +160,10 @@ def _on_worker_ready(**_: Any) -> None:
     settings = get_settings()
     app = _state["app"] = make_celery(settings)
     sweeper = Sweeper(
-        db=_worker_database(), settings=settings, submit=lambda run_id: send_run(app, run_id)
+        db=_worker_database(),
+        settings=settings,
+        submit=lambda run_id: send_run(app, run_id),
+        queue_id=lambda: broker_queue_id(app),
     )
     sweeper.start()
     _state["sweeper"] = sweeper

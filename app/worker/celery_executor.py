@@ -7,7 +7,7 @@ from typing import Any
 
 from app.core.settings import Settings
 from app.db.session import Database
-from app.worker.celery_app import make_celery, send_run
+from app.worker.celery_app import broker_queue_id, make_celery, send_run
 from app.worker.sweeper import Sweeper
 
 
@@ -19,11 +19,16 @@ class CeleryExecutor:
 
     def start(self) -> None:
         self._db = Database(self.settings.database_url)
-        self._sweeper = Sweeper(db=self._db, settings=self.settings, submit=self.submit)
+        self._sweeper = Sweeper(
+            db=self._db, settings=self.settings, submit=self.submit, queue_id=self.queue_id
+        )
         self._sweeper.start()
 
-    def submit(self, run_id: str) -> None:
-        send_run(self.celery, run_id)
+    def submit(self, run_id: str) -> str | None:
+        return send_run(self.celery, run_id)
+
+    def queue_id(self) -> str | None:
+        return broker_queue_id(self.celery)
 
     def problem(self) -> str | None:
         try:

@@ -20,8 +20,14 @@ from app.worker.local_executor import LocalExecutor
 class Executor(Protocol):
     def start(self) -> None: ...
 
-    def submit(self, run_id: str) -> None:
-        """Hand a run id to the workers; raises if it cannot (the sweeper retries)."""
+    def submit(self, run_id: str) -> str | None:
+        """Hand a run id to the workers; raises if it cannot (the sweeper retries).
+        Returns the id of the queue that took it (app/worker/sweeper.py), None if
+        the queue cannot tell."""
+        ...
+
+    def queue_id(self) -> str | None:
+        """The id of the queue there now: a message handed to another is lost."""
         ...
 
     def stop(self) -> None: ...

@@ -92,7 +92,8 @@ def release_run(session: Session, run_id: str, owner: str) -> None:
         status="queued",
         lease_owner=None,
         lease_expires_at=None,
-        delivered_at=None,  # to be sent again at once
+        delivered_at=utcnow(),  # queued now, and sent again at once by the releaser
+        delivered_to=None,
         attempts=Run.attempts - 1,
     )
 
@@ -150,7 +151,13 @@ def requeue_expired(*, db: Database, max_attempts: int) -> list[str]:
         ids = session.scalars(
             update(Run)
             .where(expired)
-            .values(status="queued", lease_owner=None, lease_expires_at=None)
+            .values(
+                status="queued",
+                lease_owner=None,
+                lease_expires_at=None,
+                delivered_at=now,  # queued now, and sent at once by the sweeper
+                delivered_to=None,
+            )
             .returning(Run.id)
             .execution_options(synchronize_session=False)
         ).all()

@@ -29,6 +29,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
@@ -39,7 +40,7 @@ from app.core.settings import Settings
 from app.db.session import Database
 from app.worker.job import execute_run
 from app.worker.lease import expire_lease, worker_identity
-from app.worker.sweeper import Sweeper, deliver, sweep_once, undelivered_run_ids
+from app.worker.sweeper import Sweeper, deliver, queued_run_ids, sweep_once
 
 log = logging.getLogger("twolayer.executor")
 
@@ -116,6 +117,8 @@ class LocalExecutor:
         self._backoff = 0.0
         self._respawn_at = 0.0
         self._last_exit = ""
+        # this process's queue: what it held is gone when the process is
+        self.queue = f"local:{uuid.uuid4().hex}"
 
     # ------------------------------------------------------------ interface
 
@@ -124,18 +127,24 @@ class LocalExecutor:
         self._slots = [self._spawn() for _ in range(self.settings.local_workers)]
         self._thread.start()
         # ids in the old process's memory died with it; released runs wait too
-        for run_id in undelivered_run_ids(db=self._db, older_than=0):
+        for run_id in queued_run_ids(db=self._db):
             deliver(db=self._db, submit=self.submit, run_id=run_id)
-        self._sweeper = Sweeper(db=self._db, settings=self.settings, submit=self.submit)
+        self._sweeper = Sweeper(
+            db=self._db, settings=self.settings, submit=self.submit, queue_id=self.queue_id
+        )
         self._sweeper.start()
 
-    def submit(self, run_id: str) -> None:
+    def queue_id(self) -> str:
+        return self.queue
+
+    def submit(self, run_id: str) -> str:
         if self._halting.is_set() or not self._thread.is_alive():
             raise RuntimeError("the local executor is not running")
         with self._lock:
             if run_id not in self._pending:
                 self._pending.append(run_id)
         self._wake()
+        return self.queue
 
     def problem(self) -> str | None:
         if not self._thread.is_alive():
@@ -267,7 +276,9 @@ class LocalExecutor:
                 log.warning("run %s lost its worker; re-queued", run_id)
             # re-queue it now (the sweeper would in a sweep) and send it again:
             # still queued if the worker died before its claim
-            sweep_once(db=self._db, settings=self.settings, submit=self.submit)
+            sweep_once(
+                db=self._db, settings=self.settings, submit=self.submit, queue_id=self.queue_id
+            )
             with self._lock:
                 if run_id not in self._pending:
                     self._pending.appendleft(run_id)

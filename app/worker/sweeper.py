@@ -1,14 +1,25 @@
 """Delivery and the sweeper: how a run id reaches a worker, again if need be.
 
 The database decides; the executor only carries ids, and a duplicated id is
-harmless (the claim drops it). So every delivery may be repeated safely:
-- `deliver` hands an id to the executor and records `delivered_at`; if the
-  executor refuses (broker down) the run stays queued, undelivered;
+harmless (the claim drops it), but each one is work for the broker and a
+worker, so a message is sent again only when it may be lost, never because
+a run is simply waiting in a long queue:
+- a run is queued (created, released by a stopping worker, re-queued after a
+  lost one) with `delivered_at` now and `delivered_to` None, and whoever
+  queued it hands it over at once (`deliver`), which records the queue that
+  took it in `delivered_to`: the Redis server's run id (a new one at every
+  restart), the local executor's process; "" for a queue that cannot tell.
+  If the executor refuses (broker down), `delivered_to` stays None;
 - the sweeper re-queues runs whose lease expired (their worker was lost),
-  fails them after max_attempts, and sends again the queued runs never
-  delivered or delivered longer ago than `redeliver_after_seconds`.
+  fails them after max_attempts, and sends again the queued runs that were
+  not handed over within PENDING_SECONDS (refused, or the process that
+  queued them died first), that were handed to a queue that is not the one
+  there now (Redis restarted and lost its lists; the local executor's
+  process is gone), or that were handed, longer ago than
+  `redeliver_after_seconds`, to a queue that cannot tell.
 Several sweepers (the API process, each Celery worker) may run at once: each
-run is re-queued by exactly one of them, by one conditional UPDATE.
+run is re-queued, and each message sent again, by exactly one of them (rows
+taken with FOR UPDATE SKIP LOCKED and marked in the same transaction).
 """
 
 from __future__ import annotations
@@ -16,9 +27,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from app.core.settings import Settings
@@ -29,11 +41,14 @@ from app.worker.lease import requeue_expired
 
 log = logging.getLogger("twolayer.sweeper")
 
+PENDING_SECONDS = 10.0  # a run queued this long and not handed over is sent by the sweeper
+Submit = Callable[[str], "str | None"]  # sends a run id; the id of the queue that took it
 
-def deliver(*, db: Database, submit: Callable[[str], None], run_id: str) -> bool:
-    """Send the id; True if the executor took it (and `delivered_at` is recorded)."""
+
+def deliver(*, db: Database, submit: Submit, run_id: str) -> bool:
+    """Send the id; True if the executor took it (and which queue did is recorded)."""
     try:
-        submit(run_id)
+        queue = submit(run_id)
     except Exception as exc:  # the broker is down: the sweeper sends it later
         log.warning("run %s not delivered now (%s); it will be sent again", run_id, exc)
         return False
@@ -42,7 +57,7 @@ def deliver(*, db: Database, submit: Callable[[str], None], run_id: str) -> bool
             session.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.status == "queued")
-                .values(delivered_at=utcnow())
+                .values(delivered_at=utcnow(), delivered_to=queue or "")
                 .execution_options(synchronize_session=False)
             )
     except DBAPIError as exc:
@@ -54,28 +69,66 @@ def deliver(*, db: Database, submit: Callable[[str], None], run_id: str) -> bool
     return True
 
 
-def undelivered_run_ids(*, db: Database, older_than: float) -> list[str]:
-    """Queued runs never delivered, or delivered more than `older_than` seconds ago."""
-    cutoff = utcnow() - timedelta(seconds=older_than)
+def queued_run_ids(*, db: Database) -> list[str]:
+    """Every queued run, oldest first (the local executor's queue, after a restart)."""
     with db.read() as session:
         return list(
-            session.scalars(
-                select(Run.id)
-                .where(
-                    Run.status == "queued",
-                    or_(Run.delivered_at.is_(None), Run.delivered_at < cutoff),
-                )
-                .order_by(Run.created_at)
-                .limit(1000)
-            )
+            session.scalars(select(Run.id).where(Run.status == "queued").order_by(Run.created_at))
         )
 
 
-def sweep_once(*, db: Database, settings: Settings, submit: Callable[[str], None]) -> None:
+def _maybe_lost(now: datetime, settings: Settings, queue: str | None) -> Any:
+    handed_late = Run.delivered_at < now - timedelta(seconds=PENDING_SECONDS)
+    pending = and_(Run.delivered_to.is_(None), or_(Run.delivered_at.is_(None), handed_late))
+    aged = Run.delivered_at < now - timedelta(seconds=settings.redeliver_after_seconds)
+    if queue is None:  # this queue cannot tell: by age, whatever took it
+        return or_(pending, and_(Run.delivered_to.is_not(None), aged))
+    gone = and_(Run.delivered_to != "", Run.delivered_to != queue)
+    return or_(pending, gone, and_(Run.delivered_to == "", aged))
+
+
+def take_maybe_lost(*, db: Database, settings: Settings, queue: str | None) -> list[str]:
+    """The queued runs whose message may be lost (oldest first, up to 1000), each
+    marked as being handed over now, so that no other sweeper takes it too."""
+    now = utcnow()
+    with db.write() as session:
+        ids = list(
+            session.scalars(
+                select(Run.id)
+                .where(Run.status == "queued", _maybe_lost(now, settings, queue))
+                .order_by(Run.created_at)
+                .limit(1000)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if ids:
+            session.execute(
+                update(Run)
+                .where(Run.id.in_(ids))
+                .values(delivered_at=now, delivered_to=None)
+                .execution_options(synchronize_session=False)
+            )
+    return ids
+
+
+def sweep_once(
+    *,
+    db: Database,
+    settings: Settings,
+    submit: Submit,
+    queue_id: Callable[[], str | None] = lambda: None,
+) -> None:
+    """One pass. `queue_id`: the id of the queue there now (None: it cannot tell);
+    if it cannot be asked (broker down), no message is sent again this pass."""
     for run_id in requeue_expired(db=db, max_attempts=settings.max_attempts):
         log.warning("run %s lost its worker; re-queued", run_id)
         deliver(db=db, submit=submit, run_id=run_id)
-    for run_id in undelivered_run_ids(db=db, older_than=settings.redeliver_after_seconds):
+    try:
+        queue = queue_id()
+    except Exception as exc:
+        log.warning("the queue cannot be asked which it is (%s); nothing sent again now", exc)
+        return
+    for run_id in take_maybe_lost(db=db, settings=settings, queue=queue):
         deliver(db=db, submit=submit, run_id=run_id)
 
 
@@ -87,9 +140,10 @@ class Sweeper:
         *,
         db: Database,
         settings: Settings,
-        submit: Callable[[str], None],
+        submit: Submit,
+        queue_id: Callable[[], str | None] = lambda: None,
     ) -> None:
-        self.db, self.settings, self.submit = db, settings, submit
+        self.db, self.settings, self.submit, self.queue_id = db, settings, submit, queue_id
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="twolayer-sweeper", daemon=True)
 
@@ -104,6 +158,8 @@ class Sweeper:
     def _loop(self) -> None:
         while not self._halt.wait(self.settings.sweep_interval_seconds):
             try:
-                sweep_once(db=self.db, settings=self.settings, submit=self.submit)
+                sweep_once(
+                    db=self.db, settings=self.settings, submit=self.submit, queue_id=self.queue_id
+                )
             except Exception:
                 log.exception("sweep failed")

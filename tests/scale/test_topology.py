@@ -19,6 +19,7 @@ from typing import Any
 import httpx2 as httpx
 import numpy as np
 import pytest
+import redis
 from sqlalchemy import select
 
 from app.core.settings import Settings
@@ -26,7 +27,7 @@ from app.db.arrays import load_dataset_arrays
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model, Trainer
-from app.worker.celery_app import make_celery, send_run
+from app.worker.celery_app import QUEUE, make_celery, send_run
 from tests.helpers import TWOLAYER, free_port
 from tests.service.conftest import fresh_postgres_database
 
@@ -329,12 +330,38 @@ def test_a_redis_restart_loses_nothing(topology: Topology) -> None:
     assert ready.status_code == 503
     assert ready.json()["checks"]["executor"].startswith("error: broker")
     during = topology.run(dataset, epochs=5)  # committed while the broker is down
-    assert topology.row(during)[0].delivered_at is None
+    assert topology.row(during)[0].delivered_to is None  # not handed over
     topology.start_redis()  # empty: every message it held is gone
     for run_id in (running, during):
         done = topology.ended(run_id)
         assert done.status == "succeeded", done.error
         assert topology.history(run_id) == list(range(1, done.epochs + 1))
+
+
+def test_runs_waiting_in_the_queue_are_not_sent_again_and_lost_ones_are(
+    topology: Topology,
+) -> None:
+    """With no worker up, 8 runs wait in Redis past redeliver_after_seconds (3 s)
+    and many sweeps (0.3 s): each message is there once. Redis restarts empty:
+    each is sent again, once. A worker then trains each once."""
+    for name in ("worker1", "worker2"):
+        topology.kill(name)
+    dataset = topology.dataset()
+    runs = [topology.run(dataset, epochs=5, seed=s) for s in range(8)]
+    queue = redis.Redis(port=topology.redis_port)
+    wait(lambda: queue.llen(QUEUE) == 8, 10, "8 messages")
+    time.sleep(topology.settings.redeliver_after_seconds + 2)
+    assert queue.llen(QUEUE) == 8  # none sent again while they wait
+    topology.kill("redis")
+    topology.start_redis()  # empty: every message is lost
+    queue = redis.Redis(port=topology.redis_port)
+    wait(lambda: queue.llen(QUEUE) == 8, 15, "the 8 sent again")
+    time.sleep(1.5)
+    assert queue.llen(QUEUE) == 8
+    topology.spawn("worker3", TWOLAYER, "worker", "--name", "worker3@%h")
+    for run_id in runs:
+        done = topology.ended(run_id)
+        assert (done.status, done.attempts) == ("succeeded", 1), done.error
 
 
 def test_the_same_message_delivered_twice_trains_once(topology: Topology) -> None:

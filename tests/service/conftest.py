@@ -32,8 +32,12 @@ class RecordingExecutor:
     def start(self) -> None:
         pass
 
-    def submit(self, run_id: str) -> None:
+    def submit(self, run_id: str) -> str:
         self.submitted.append(run_id)
+        return "recording"
+
+    def queue_id(self) -> str:
+        return "recording"
 
     def stop(self) -> None:
         pass

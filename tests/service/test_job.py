@@ -178,7 +178,7 @@ def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
         assert run.status == "queued"
         assert run.lease_owner is None
         assert run.attempts == 0  # a graceful stop gives its attempt back
-        assert run.delivered_at is None  # to be sent again at once
+        assert run.delivered_to is None  # being handed over again, at once
         assert run.lease_expires_at is None
         assert checkpoint is not None
         assert 5 <= checkpoint.epoch < 300

@@ -1,10 +1,14 @@
 """The sweeper, one pass at a time in this process: lost runs back to the queue
-(or failed after max_attempts) and sent again; queued runs never delivered, or
-delivered long ago, sent again; the others left alone."""
+(or failed after max_attempts) and sent again; queued runs whose message may
+be lost (never handed over, handed to a queue that is gone, or long ago to a
+queue that cannot tell) sent again, by one sweeper only; runs waiting in a
+live queue left alone, however long they wait."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +21,7 @@ from app.db.models import Run
 from app.db.session import Database
 from app.worker.lease import claim_run
 from app.worker.lease import gave_up as gave_up_after
-from app.worker.sweeper import deliver, sweep_once
+from app.worker.sweeper import PENDING_SECONDS, deliver, sweep_once
 from tests.service.test_job import new_run
 
 
@@ -48,7 +52,7 @@ def test_one_sweep(settings: Settings, db: Database, caplog: pytest.LogCaptureFi
     set_run(db, ids["lost"], lease_expires_at=expired)
     set_run(db, ids["gave_up"], lease_expires_at=expired, attempts=settings.max_attempts)
     set_run(db, ids["live"], attempts=settings.max_attempts)  # its last try, still held
-    set_run(db, ids["undelivered"], delivered_at=None)
+    set_run(db, ids["undelivered"], delivered_at=None, delivered_to=None)
     set_run(db, ids["delivered_long_ago"], delivered_at=long_ago)
     set_run(db, ids["delivered_now"], delivered_at=utcnow())
     sent: list[str] = []
@@ -73,14 +77,84 @@ def test_one_sweep(settings: Settings, db: Database, caplog: pytest.LogCaptureFi
 
 def test_a_refused_delivery_stays_undelivered(settings: Settings, db: Database) -> None:
     run_id, _ = new_run(db, settings)
-    set_run(db, run_id, delivered_at=None)
+    set_run(db, run_id, delivered_to=None)
 
     def down(_: str) -> None:
         raise ConnectionError("broker down")
 
     assert deliver(db=db, submit=down, run_id=run_id) is False
-    assert get_run(db, run_id).delivered_at is None
+    assert get_run(db, run_id).delivered_to is None
     sent: list[str] = []
-    assert deliver(db=db, submit=sent.append, run_id=run_id) is True
+
+    def up(run_id: str) -> str:
+        sent.append(run_id)
+        return "q"
+
+    assert deliver(db=db, submit=up, run_id=run_id) is True
     assert sent == [run_id]
-    assert get_run(db, run_id).delivered_at is not None
+    assert get_run(db, run_id).delivered_to == "q"
+
+
+def test_a_run_waiting_in_a_live_queue_is_never_sent_again(
+    settings: Settings, db: Database
+) -> None:
+    """With a queue that says which it is ("q1" now), only the runs whose message
+    may be lost are sent: handed to a queue that is gone, pending past the grace
+    (its deliverer failed or died), or handed long ago to a queue that could not
+    tell; a run created now is being delivered by its creator."""
+    long_ago = utcnow() - timedelta(seconds=settings.redeliver_after_seconds + 3600)
+    late = utcnow() - timedelta(seconds=PENDING_SECONDS + 1)
+    states: dict[str, dict[str, Any]] = {
+        "waiting_long": {"delivered_at": long_ago, "delivered_to": "q1"},
+        "queue_gone": {"delivered_at": utcnow(), "delivered_to": "q0"},
+        "pending_late": {"delivered_at": late, "delivered_to": None},
+        "pending_now": {"delivered_at": utcnow(), "delivered_to": None},
+        "unknown_long_ago": {"delivered_at": long_ago, "delivered_to": ""},
+        "unknown_now": {"delivered_at": utcnow(), "delivered_to": ""},
+    }
+    ids = {name: new_run(db, settings, epochs=3 + i)[0] for i, name in enumerate(states)}
+    for name, values in states.items():
+        set_run(db, ids[name], **values)
+    sent: list[str] = []
+
+    def submit(run_id: str) -> str:
+        sent.append(run_id)
+        return "q1"
+
+    for _ in range(3):  # sent once: then they are in q1 too
+        sweep_once(db=db, settings=settings, submit=submit, queue_id=lambda: "q1")
+    names = {v: k for k, v in ids.items()}
+    assert sorted(names[r] for r in sent) == ["pending_late", "queue_gone", "unknown_long_ago"]
+    assert {get_run(db, ids[n]).delivered_to for n in ("queue_gone", "pending_late")} == {"q1"}
+
+    def broker_down() -> str:
+        raise ConnectionError("broker down")
+
+    sent.clear()
+    set_run(db, ids["waiting_long"], delivered_to="q0")
+    sweep_once(db=db, settings=settings, submit=submit, queue_id=broker_down)
+    assert sent == []  # nothing can be sent, nothing is marked
+
+
+def test_two_sweepers_at_once_send_each_lost_message_once(settings: Settings, db: Database) -> None:
+    ids = [new_run(db, settings, epochs=3 + i)[0] for i in range(15)]
+    for run_id in ids:
+        set_run(db, run_id, delivered_to="gone")
+    sent: list[str] = []
+    start = threading.Barrier(2)
+
+    def submit(run_id: str) -> str:
+        sent.append(run_id)
+        time.sleep(0.01)
+        return "now"
+
+    def sweeper() -> None:
+        start.wait()
+        sweep_once(db=db, settings=settings, submit=submit, queue_id=lambda: "now")
+
+    threads = [threading.Thread(target=sweeper) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(sent) == sorted(ids)
