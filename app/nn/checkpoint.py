@@ -29,6 +29,7 @@ from app.nn.serialization import dump_npz, load_npz
 
 CHECKPOINT_FORMAT = "twolayer.checkpoint/2"
 _READABLE = {"twolayer.checkpoint/1", CHECKPOINT_FORMAT}
+Columns = dict[str, np.ndarray]  # a history's columns (EpochHistory.columns())
 
 # copies of θ each optimizer keeps in its state (app/nn/optimizers.py)
 OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "adam": 2}

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from app.nn.checkpoint import CheckpointState, decode_checkpoint, encode_checkpoint
+from app.nn.checkpoint import CheckpointState, Columns, decode_checkpoint, encode_checkpoint
 from app.nn.data import check_source, training_data
 from app.nn.diagnostics import Outcome, training_warnings
 from app.nn.history import EpochHistory, EpochRecord, FitResult, StopReason
@@ -327,28 +327,16 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(
-        cls,
-        data: bytes,
-        X: Any,
-        Y: Any,
-        *,
-        history: dict[str, np.ndarray] | None = None,
-        heartbeat_seconds: float = 0.5,
+        cls, data: bytes, X: Any, Y: Any, *, history: Columns | None = None, beat: float = 0.5
     ) -> Trainer:
         """A trainer that continues where `checkpoint` left off, on the same X and
         Y; `history`, the columns of epochs 1 … its epoch, for a checkpoint made
-        without its history."""
+        without its history; `beat`, the heartbeat's seconds."""
         state = decode_checkpoint(data)
         X, n_x, m = check_source(X)
         state.check_data((n_x, m))
-        trainer = cls(
-            X,
-            Y,
-            state.hyperparameters,
-            classes=state.classes,
-            init_model=state.model(),
-            heartbeat_seconds=heartbeat_seconds,
-        )
+        hp, model = state.hyperparameters, state.model()
+        trainer = cls(X, Y, hp, classes=state.classes, init_model=model, heartbeat_seconds=beat)
         state.restore(trainer, history)
         return trainer
 
