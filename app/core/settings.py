@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -66,6 +69,12 @@ class Settings(BaseSettings):
     # this many bytes of their arrays (least recently used out)
     model_cache_size: int = Field(256, ge=1)
     model_cache_bytes: int = Field(256 * MiB, ge=0)
+    # each worker host's local copies of the datasets it trains on, so that a
+    # dataset is read from the database once per host (app/worker/dataset_cache.py):
+    # at most this many bytes (0: none), in this directory (default: the temporary
+    # directory's twolayer-datasets-<uid>)
+    dataset_cache_bytes: int = Field(2048 * MiB, ge=0)
+    dataset_cache_dir: Path | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -77,6 +86,12 @@ class Settings(BaseSettings):
                 "so a lease is renewed before it expires"
             )
         return self
+
+    @property
+    def dataset_cache_path(self) -> Path:
+        if self.dataset_cache_dir is not None:
+            return self.dataset_cache_dir
+        return Path(tempfile.gettempdir()) / f"twolayer-datasets-{os.getuid()}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -15,9 +15,12 @@ besides the engine's own arrays (bench/README.md, "Ingest").
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import insert, select
@@ -50,6 +53,15 @@ def load_npy(data: bytes) -> np.ndarray:
         raise ValueError("not a .npy array")
     arr: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
     return arr
+
+
+def dataset_sha256(m: int, n_x: int, classes: list[Label], rows: Any, codes: np.ndarray) -> str:
+    """A dataset's identity: sha256 of [shape, classes] as JSON, the sha256 of X's
+    rows (`rows`, a hashlib object fed float64 C-order rows), then the int8 codes."""
+    digest = hashlib.sha256(json.dumps([[m, n_x], classes]).encode())
+    digest.update(rows.digest())
+    digest.update(np.ascontiguousarray(codes, np.int8).data)
+    return digest.hexdigest()
 
 
 def insert_chunk(session: Session, *, dataset_id: str, seq: int, rows: np.ndarray) -> int:
@@ -100,26 +112,32 @@ class DatasetRows:
 
 @dataclass(frozen=True)
 class StoredDataset:
-    """What training needs of a dataset, X not read yet: its rows, Y (1, m), classes."""
+    """What training needs of a dataset, X not read yet: its rows, Y (1, m), classes,
+    and its sha256 (app.worker.dataset_cache keys its local copies by it)."""
 
     rows: DatasetRows
     Y: np.ndarray
     classes: list[Label]
+    sha256: str
 
 
 def stored_dataset(*, db: Database, dataset_id: str) -> StoredDataset:
     with db.read() as session:
         row = session.execute(
-            select(Dataset.labels, Dataset.classes, Dataset.n_samples, Dataset.n_features).where(
-                Dataset.id == dataset_id
-            )
+            select(
+                Dataset.labels,
+                Dataset.classes,
+                Dataset.n_samples,
+                Dataset.n_features,
+                Dataset.sha256,
+            ).where(Dataset.id == dataset_id)
         ).one_or_none()
     if row is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
     codes = load_npy(row.labels)
     rows = DatasetRows(db=db, dataset_id=dataset_id, m=row.n_samples, n_x=row.n_features)
     Y = codes.astype(np.float64).reshape(1, -1)
-    return StoredDataset(rows=rows, Y=Y, classes=list(row.classes))
+    return StoredDataset(rows=rows, Y=Y, classes=list(row.classes), sha256=row.sha256)
 
 
 def load_dataset_arrays(*, db: Database, dataset_id: str) -> DatasetArrays:

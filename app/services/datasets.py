@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from app.core.errors import DatasetInUse, Invalid
 from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.core.text import LABEL_MAX, NAME_MAX, text_problem
-from app.db.arrays import chunk_rows, insert_chunk, npy_bytes
+from app.db.arrays import chunk_rows, dataset_sha256, insert_chunk, npy_bytes
 from app.db.models import SAMPLE_ID_KEY, Dataset, Run, ServerSecret
 from app.db.session import Database
 from app.nn import encode_labels, make_samples
@@ -137,18 +136,9 @@ def _store(
         n = int(codes.sum())
         dataset.n_samples, dataset.class_counts = m, [m - n, n]
         dataset.classes, dataset.labels = list(data.classes), labels
-        dataset.sha256 = _sha256(m, n_x, data.classes, rows_digest, codes)
+        dataset.sha256 = dataset_sha256(m, n_x, data.classes, rows_digest, codes)
         dataset.stored_bytes = stored + len(labels)
     return dataset, True
-
-
-def _sha256(m: int, n_x: int, classes: list[Label], rows: Any, codes: np.ndarray) -> str:
-    """The data's identity: sha256 of [shape, classes] as JSON, the sha256 of X's
-    rows (float64, C order), then the codes (docs/design.md, "Datasets")."""
-    digest = hashlib.sha256(json.dumps([[m, n_x], classes]).encode())
-    digest.update(rows.digest())
-    digest.update(codes.data)
-    return digest.hexdigest()
 
 
 def _check_text(*, name: str, feature_names: list[str]) -> None:

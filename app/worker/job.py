@@ -25,6 +25,7 @@ from app.db.base import utcnow
 from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database, is_unavailable
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
+from app.worker.dataset_cache import rows_of
 from app.worker.history import history_columns, history_rows
 from app.worker.lease import (
     LeaseLost,
@@ -226,9 +227,10 @@ def _train(
     if run.attempts > settings.max_attempts:
         fail_run(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
         return "failed"
-    # X read a chunk at a time into the engine's own arrays (app.nn.data.Rows)
+    # X read a chunk at a time into the engine's own arrays (app.nn.data.Rows),
+    # from this host's copy when it has one (app.worker.dataset_cache)
     arrays = stored_dataset(db=db, dataset_id=run.dataset_id)
-    X = arrays.rows
+    X = rows_of(arrays, settings)
     beat = settings.heartbeat_seconds / 2
     renewed = time.monotonic()
     with db.write() as session:
@@ -249,9 +251,7 @@ def _train(
         history = history_columns(session, run_id, start_epoch) if checkpoint else None
     if checkpoint is not None:
         log.info("run %s: resuming from epoch %d", run_id, checkpoint.epoch)
-        trainer = Trainer.from_checkpoint(
-            checkpoint.data, X, arrays.Y, history=history, heartbeat_seconds=beat
-        )
+        trainer = Trainer.from_checkpoint(checkpoint.data, X, arrays.Y, history=history, beat=beat)
     else:
         trainer = Trainer(
             X,

@@ -91,8 +91,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def settings(database_url: str) -> Iterator[Settings]:
-    s = Settings(**{"database_url": database_url, **FAST})
+def settings(database_url: str, tmp_path: Path) -> Iterator[Settings]:
+    s = Settings(
+        **{"database_url": database_url, **FAST, "dataset_cache_dir": tmp_path / "datasets"}
+    )
     upgrade(s.database_url)
     yield s
     configure(None)

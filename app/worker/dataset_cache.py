@@ -1,0 +1,143 @@
+"""A worker host's local copies of the datasets it trains on, so that a dataset is
+read from the database once per host rather than once per run.
+
+The copy of a dataset is X (m, n_x) float64 as one `.npy` file named by the
+dataset's sha256 (its content: the same data under two ids is one file), in
+TWOLAYER_DATASET_CACHE_DIR (every worker process of the host shares it). The
+first run reads the chunks from the database as before and writes them to a
+temporary file as they pass; the file takes its name once complete and its
+rows' digest gives the dataset's sha256 (else it is dropped). Later runs map
+it (`np.load(mmap_mode="r")`: the pages are the OS's file cache, shared by
+the processes, not each one's memory) after checking its digest again, and
+fall back to the database if it does not match. The least recently used
+files go once the directory holds more than TWOLAYER_DATASET_CACHE_BYTES
+(0: no copies). A file in use by another process may be deleted: its pages
+stay until it is unmapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.core.settings import Settings
+from app.db.arrays import StoredDataset, dataset_sha256
+from app.nn.data import ROW_GROUP
+
+log = logging.getLogger("twolayer.worker")
+BLOCK_ROWS = 64 * ROW_GROUP  # rows per block read from a copy
+
+
+class CachedRows:
+    """A stored dataset's X as the engine's `Rows` source, from the local copy when
+    there is a good one, else from the database (writing the copy on the way)."""
+
+    def __init__(self, stored: StoredDataset, directory: Path, budget: int) -> None:
+        self.stored, self.directory, self.budget = stored, directory, budget
+        self.shape = stored.rows.shape
+        self.path = directory / f"{stored.sha256}.npy"
+        self.read_from_database = 0  # passes that read the chunks (for tests and logs)
+
+    def _digest_is_the_datasets(self, rows: Any) -> bool:
+        m, n_x = self.shape
+        codes = self.stored.Y.ravel().astype(np.int8)
+        return dataset_sha256(m, n_x, self.stored.classes, rows, codes) == self.stored.sha256
+
+    def _copy(self) -> np.ndarray | None:
+        try:
+            X: np.ndarray = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if X.dtype != np.float64 or X.shape != self.shape or not X.flags.c_contiguous:
+            return None
+        rows = hashlib.sha256()
+        for start in range(0, X.shape[0], BLOCK_ROWS):
+            rows.update(X[start : start + BLOCK_ROWS].data)
+        if not self._digest_is_the_datasets(rows):
+            log.warning("dataset copy %s does not match its sha256: dropped", self.path.name)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(self.path)  # used now: the last to be evicted
+        return X
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        X = self._copy()
+        if X is not None:
+            for start in range(0, X.shape[0], BLOCK_ROWS):
+                yield start, X[start : start + BLOCK_ROWS]
+            return
+        self.read_from_database += 1
+        m, n_x = self.shape
+        if m * n_x * 8 > self.budget:
+            yield from self.stored.rows.blocks()
+            return
+        temporary = self.directory / f".{self.stored.sha256}.{os.getpid()}.tmp"
+        copy = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float64, shape=(m, n_x))
+        rows = hashlib.sha256()
+        try:
+            for start, block in self.stored.rows.blocks():
+                copy[start : start + block.shape[0]] = block
+                rows.update(np.ascontiguousarray(block, np.float64).data)
+                yield start, block
+            copy.flush()
+            del copy
+            if self._digest_is_the_datasets(rows):
+                os.replace(temporary, self.path)
+                evict(self.directory, self.budget, keep=self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+
+def evict(directory: Path, budget: int, *, keep: Path) -> None:
+    """The least recently used copies out until the directory holds at most `budget`."""
+    copies = []
+    for path in directory.glob("*.npy"):
+        with contextlib.suppress(OSError):
+            info = path.stat()
+            copies.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in copies)
+    for _, size, path in sorted(copies):
+        if total <= budget:
+            break
+        if path != keep:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= size
+
+
+def cache_directory(settings: Settings) -> Path | None:
+    """The settings' directory, made if need be (mode 0700): None if the cache is
+    off, or if the directory is not this user's own (another user could plant
+    copies in it)."""
+    if settings.dataset_cache_bytes == 0:
+        return None
+    directory = settings.dataset_cache_path
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.lstat()
+    except OSError as exc:
+        log.warning("no dataset cache: %s (%s)", directory, exc)
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        log.warning("no dataset cache: %s is not this user's own directory", directory)
+        return None
+    return directory
+
+
+def rows_of(stored: StoredDataset, settings: Settings) -> Any:
+    """The dataset's X for the engine: through this host's cache when it is on."""
+    directory = cache_directory(settings)
+    if directory is None:
+        return stored.rows
+    return CachedRows(stored, directory, settings.dataset_cache_bytes)

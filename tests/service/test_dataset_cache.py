@@ -1,0 +1,117 @@
+"""A worker host reads a dataset from the database once, then from its local copy
+(app.worker.dataset_cache): the same training; a damaged copy is noticed and
+replaced; the least recently used copies go past the budget; a directory that
+is not the user's own is not used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from app.core.settings import Settings
+from app.db.arrays import stored_dataset
+from app.db.session import Database
+from app.services import datasets
+from app.worker.dataset_cache import CachedRows, rows_of
+from app.worker.job import execute_run
+from tests.service.test_job import new_run, stored_theta, uninterrupted
+
+
+def with_cache(settings: Settings, directory: Path, budget: int = 2**30) -> Settings:
+    values = settings.model_dump() | {"dataset_cache_dir": directory}
+    return Settings(**values | {"dataset_cache_bytes": budget})
+
+
+class ChunkReads:
+    """The SELECTs of dataset chunks the database is sent."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.count = db, 0
+
+    def __enter__(self) -> ChunkReads:
+        event.listen(self.db.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        event.remove(self.db.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM dataset_chunk" in statement:
+            self.count += 1
+
+
+def test_three_runs_read_the_dataset_once_and_train_as_without_a_copy(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    cached = with_cache(settings, tmp_path / "cache")
+    runs = [new_run(db, cached, epochs=5, seed=s) for s in range(3)]
+    with ChunkReads(db) as reads:
+        for run_id, _ in runs:
+            assert execute_run(db=db, settings=cached, run_id=run_id, owner="w") == "succeeded"
+    assert reads.count == 1
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    for run_id, dataset_id in runs:
+        np.testing.assert_array_equal(
+            stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id)
+        )
+
+
+def test_a_damaged_copy_is_noticed_and_read_again_from_the_database(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    cached = with_cache(settings, tmp_path)
+    first, dataset_id = new_run(db, cached, epochs=3)
+    assert execute_run(db=db, settings=cached, run_id=first, owner="w") == "succeeded"
+    (copy,) = tmp_path.glob("*.npy")
+    data = bytearray(copy.read_bytes())
+    data[-3] ^= 0x40  # one bit of the last value
+    copy.write_bytes(bytes(data))
+    again, _ = new_run(db, cached, epochs=3, seed=9)
+    with ChunkReads(db) as reads:
+        assert execute_run(db=db, settings=cached, run_id=again, owner="w") == "succeeded"
+    assert reads.count == 1
+    np.testing.assert_array_equal(stored_theta(db, again), uninterrupted(db, again, dataset_id))
+    stored = stored_dataset(db=db, dataset_id=dataset_id)
+    rows = CachedRows(stored, tmp_path, 2**30)
+    assert [start for start, _ in rows.blocks()] == [0]  # the copy, written again, is good
+    assert rows.read_from_database == 0
+
+
+def test_the_least_recently_used_copy_goes_past_the_budget(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    made = [
+        datasets.create_sample_dataset(
+            db=db, settings=settings, owner="local", kind=kind, n_samples=300, noise=0.1,
+            seed=0, name=None,
+        )[0]
+        for kind in ("moons", "circles", "xor")
+    ]  # fmt: skip
+    one = 300 * 2 * 8 + 128  # a copy: the rows and the .npy header
+    for dataset in made:
+        rows = CachedRows(stored_dataset(db=db, dataset_id=dataset.id), tmp_path, 2 * one)
+        list(rows.blocks())
+    assert sorted(p.stem for p in tmp_path.glob("*.npy")) == sorted(d.sha256 for d in made[1:])
+    small = CachedRows(stored_dataset(db=db, dataset_id=made[0].id), tmp_path / "x", one // 2)
+    (tmp_path / "x").mkdir()
+    assert len(list(small.blocks())) == 1
+    assert list((tmp_path / "x").iterdir()) == []  # larger than the budget: no copy
+
+
+@pytest.mark.parametrize("case", ["off", "shared"])
+def test_no_copy_without_a_budget_or_in_a_directory_others_may_write(
+    settings: Settings, db: Database, tmp_path: Path, case: str
+) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    if case == "shared":
+        directory.chmod(0o777)
+    cached = with_cache(settings, directory, budget=0 if case == "off" else 2**30)
+    run_id, dataset_id = new_run(db, cached, epochs=2)
+    assert not isinstance(rows_of(stored_dataset(db=db, dataset_id=dataset_id), cached), CachedRows)
+    assert execute_run(db=db, settings=cached, run_id=run_id, owner="w") == "succeeded"
+    assert list(directory.iterdir()) == []
