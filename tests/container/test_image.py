@@ -399,8 +399,11 @@ def test_a_postgresql_restart_mid_run_fails_nothing_and_loses_no_epoch(stack: St
 def test_stopping_the_api_container_loses_nothing_and_a_crash_restarts_it(stack: Stack) -> None:
     key = stack.key("dave")
     dataset = stack.dataset(key, kind="circles", seed=4)
-    # longer than the API's absence on any machine: cancelled once that is shown
-    run_id = stack.run(key, dataset, hidden_units=8, epochs=1_000_000, learning_rate=0.1, seed=5)
+    # longer than the API's absence on any machine (mini-batches of 8: ~3 minutes
+    # at 100 000 epochs, the limit; full batches took ~30 s): cancelled once shown
+    run_id = stack.run(
+        key, dataset, hidden_units=8, epochs=100_000, batch_size=8, learning_rate=0.1, seed=5
+    )
     wait_for("the run to train", 60, lambda: stack.read(key, run_id)["progress"]["epoch"] > 0)
     before = {
         "datasets": stack.call("GET", "/datasets", key).json(),
