@@ -146,7 +146,14 @@ def train_run(run_id: str) -> str:
 
 
 def _on_process_init(**_: Any) -> None:
+    """A new pool process: its own engine, connected now rather than by its first
+    task (a database that is down is met again by the task, which waits for it)."""
     _state.clear()
+    try:
+        with _worker_database().engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        log.warning("the database is not reachable yet (%s)", exc)
 
 
 def _on_worker_shutting_down(**_: Any) -> None:
