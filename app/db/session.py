@@ -10,6 +10,7 @@ writers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 BUSY_TIMEOUT_SECONDS = 30
 CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL: a host that does not answer fails in this long
+PING_IDLE_SECONDS = 10.0  # PostgreSQL: a pooled connection idle this long is pinged first
 # PostgreSQL's SQLSTATEs for a server that is going away or not taking
 # connections (besides class 08, connection exceptions): admin_shutdown,
 # crash_shutdown, cannot_connect_now, too_many_connections
@@ -46,12 +48,36 @@ def is_unavailable(exc: BaseException) -> bool:
     return sqlstate is None or sqlstate.startswith("08") or sqlstate in GOING_AWAY
 
 
+def _ping_when_idle(engine: Engine) -> None:
+    """Liveness checking without a round trip per checkout: a pooled connection is
+    pinged (SELECT 1) only if it sat idle for PING_IDLE_SECONDS, when a server
+    restart or a failover may have dropped it; one in steady use is not (a
+    worker writes every second or so; pool_pre_ping's ping on every checkout
+    was a round trip and, in autocommit, a commit each). A connection a restart
+    dropped while in use fails its next
+    statement instead, which `is_unavailable` tells, and the pool starts anew."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_SECONDS:
+            return  # new, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc  # the pool connects afresh
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(
-            url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-        )
+        engine = create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
+        _ping_when_idle(engine)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
