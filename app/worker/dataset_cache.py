@@ -12,7 +12,8 @@ the processes, not each one's memory) after checking its digest again, and
 fall back to the database if it does not match. The least recently used
 files go once the directory holds more than TWOLAYER_DATASET_CACHE_BYTES
 (0: no copies). A file in use by another process may be deleted: its pages
-stay until it is unmapped.
+stay until it is unmapped. A copy that cannot be written (a full disk) is
+dropped and the run trains on from the database.
 """
 
 from __future__ import annotations
@@ -82,21 +83,61 @@ class CachedRows:
             yield from self.stored.rows.blocks()
             return
         temporary = self.directory / f".{self.stored.sha256}.{os.getpid()}.tmp"
-        copy = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float64, shape=(m, n_x))
+        copy = _Copy(temporary, self.shape)
         rows = hashlib.sha256()
         try:
             for start, block in self.stored.rows.blocks():
-                copy[start : start + block.shape[0]] = block
-                rows.update(np.ascontiguousarray(block, np.float64).data)
+                block = np.ascontiguousarray(block, np.float64)
+                copy.write(block)
+                rows.update(block.data)
                 yield start, block
-            copy.flush()
-            del copy
-            if self._digest_is_the_datasets(rows):
+            if copy.finish() and self._digest_is_the_datasets(rows):
                 os.replace(temporary, self.path)
                 evict(self.directory, self.budget, keep=self.path)
         finally:
+            copy.finish()
             with contextlib.suppress(OSError):
                 temporary.unlink()
+
+
+class _Copy:
+    """A copy being written, with write() rather than a mapping (a full disk is
+    then an error, not a SIGBUS): any OSError drops it and the training goes on."""
+
+    def __init__(self, path: Path, shape: tuple[int, int]) -> None:
+        self.file: Any = None
+        try:
+            self.file = path.open("wb")
+            header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(self.file, header)
+        except OSError as exc:
+            self._drop(exc)
+
+    def write(self, block: np.ndarray) -> None:
+        if self.file is not None:
+            try:
+                self.file.write(block.data)
+            except OSError as exc:
+                self._drop(exc)
+
+    def finish(self) -> bool:
+        """Closed; True if the whole copy was written."""
+        if self.file is None:
+            return False
+        try:
+            self.file.close()
+        except OSError as exc:
+            self._drop(exc)
+            return False
+        self.file = None
+        return True
+
+    def _drop(self, exc: OSError) -> None:
+        log.warning("no local copy of a dataset this time: %s", exc)
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+        self.file = None
 
 
 def evict(directory: Path, budget: int, *, keep: Path) -> None:

@@ -5,6 +5,7 @@ is not the user's own is not used."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,37 @@ def test_no_copy_without_a_budget_or_in_a_directory_others_may_write(
     assert not isinstance(rows_of(stored_dataset(db=db, dataset_id=dataset_id), cached), CachedRows)
     assert execute_run(db=db, settings=cached, run_id=run_id, owner="w") == "succeeded"
     assert list(directory.iterdir()) == []
+
+
+@pytest.mark.parametrize("fails", ["write", "close"])
+def test_a_full_disk_leaves_no_copy_and_the_run_trains(
+    settings: Settings, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """Writing the copy meets ENOSPC (on a write, or on the close that flushes):
+    the copy is dropped, the rows still reach the engine, the run succeeds."""
+    real_open = Path.open
+
+    class Full:
+        def __init__(self, file: Any) -> None:
+            self.file = file
+
+        def write(self, data: Any) -> int:
+            if fails == "write" and memoryview(data).nbytes > 1000:  # past the header
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return int(self.file.write(data))
+
+        def close(self) -> None:
+            self.file.close()
+            if fails == "close":
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    def opened(path: Path, *args: Any, **kwargs: Any) -> Any:
+        file = real_open(path, *args, **kwargs)
+        return Full(file) if path.suffix == ".tmp" else file
+
+    monkeypatch.setattr(Path, "open", opened)
+    cached = with_cache(settings, tmp_path / "cache")
+    run_id, dataset_id = new_run(db, cached, epochs=3)
+    assert execute_run(db=db, settings=cached, run_id=run_id, owner="w") == "succeeded"
+    assert list((tmp_path / "cache").iterdir()) == []
+    np.testing.assert_array_equal(stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id))
