@@ -104,7 +104,6 @@ def _store(
         lock_owner(session, owner)  # two creations at once cannot both pass the budget
         if dataset_id is not None and (made := session.get(Dataset, dataset_id)) is not None:
             return made, False  # the same sample, made meanwhile (same owner: serialised)
-        check_budget(session, owner=owner, adding=0, budget=budget)
         used = owner_stored_bytes(session, owner)
         dataset = Dataset(
             id=dataset_id or new_id(),
