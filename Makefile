@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= $(or $(TWOLAYER_PORT),8000)
 HOST ?= 127.0.0.1
 
-.PHONY: install run demo test lint typecheck unit browser podman image-test bench format clean
+.PHONY: install run demo test lint typecheck unit browser podman pgbouncer image-test bench format clean
 
 install: $(STAMP)
 
@@ -40,7 +40,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install browser podman
+unit: install browser podman pgbouncer
 	$(BIN)/pytest
 
 # The image test (tests/container) builds the Dockerfile and brings the compose
@@ -67,6 +67,16 @@ podman:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap >/dev/null \
 	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap >/dev/null; }; \
 	  else echo "the image test needs root and podman: sudo apt-get install podman runc debootstrap" >&2; exit 1; fi; }
+
+# PgBouncer, for tests/scale/test_pooler.py (the topology behind a transaction
+# pooler, as the compose file's pooler profile runs it), installed likewise.
+pgbouncer:
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing pgbouncer for the pooler test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null; }; \
+	  else echo "the pooler test needs pgbouncer: sudo apt-get install pgbouncer" >&2; exit 1; fi; }
 
 test: lint typecheck unit
 

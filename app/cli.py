@@ -75,10 +75,10 @@ def worker(concurrency: int, name: str | None) -> None:
 
 
 def keys(action: str, owner: str | None) -> None:
-    from app.db.session import Database
+    from app.db.session import connect
     from app.services import keys as service
 
-    db = Database(get_settings().database_url)
+    db = connect(get_settings(), name="twolayer-keys", keep=0)
     try:
         if action == "create":
             assert owner is not None

@@ -16,7 +16,7 @@ from app.api.openapi import build_openapi, operation_id
 from app.api.problems import add_problem_handlers
 from app.core.logging import configure_logging
 from app.core.settings import Settings, configure, get_settings
-from app.db.session import Database
+from app.db.session import connect
 from app.services.model_cache import ModelCache
 from app.worker.executor import Executor, make_executor
 
@@ -48,11 +48,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.db = Database(settings.database_url)
+        app.state.db = connect(settings, name="twolayer-api")
         app.state.model_cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes)
         app.state.key_cache = KeyCache()
         app.state.executor = executor_factory(settings)
-        app.state.executor.start()
+        app.state.executor.start(app.state.db)
         try:
             yield
         finally:

@@ -20,6 +20,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWOLAYER_", extra="ignore", frozen=True)
 
     database_url: str = "sqlite:///./data/twolayer.db"
+    # PostgreSQL connections an API process keeps open, and the more it may open
+    # at a peak (closed once returned); a worker process keeps one (app/db/session.py)
+    database_pool_size: int = Field(5, ge=1)
+    database_max_overflow: int = Field(10, ge=0)
+    # "transaction": the URL reaches a pooler in transaction mode (PgBouncer
+    # pool_mode=transaction): no server-side prepared statements
+    database_pooler: Literal["none", "transaction"] = "none"
     executor: Literal["local", "celery"] = "local"
     broker_url: str | None = None
     local_workers: int = Field(1, ge=1, le=64)

@@ -2,8 +2,9 @@
 
 Migrations are safe when several processes run them at once (compose starts
 a `migrate` service, and `twolayer serve` migrates SQLite itself): they take
-a PostgreSQL advisory lock, or a file lock beside a SQLite database, so one
-process migrates and the others then find the schema at head.
+a PostgreSQL advisory lock held by their transaction, or a file lock beside
+a SQLite database, so one process migrates and the others then find the
+schema at head.
 """
 
 from __future__ import annotations
@@ -48,18 +49,18 @@ def alembic_config(database_url: str, connection: Connection | None = None) -> C
 def _exclusive(database_url: str) -> Iterator[Connection]:
     """A connection held by one migrating process at a time."""
     url = make_url(database_url)
-    engine = make_engine(database_url)
+    # no connection kept, no statement prepared: a one-off that works through
+    # PgBouncer in transaction mode too
+    engine = make_engine(database_url, name="twolayer-migrate", keep=0, transaction_pooler=True)
     try:
         with engine.connect() as connection:
             if url.get_backend_name() == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
-                connection.commit()
-                try:
-                    yield connection
-                finally:
-                    connection.rollback()
-                    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
-                    connection.commit()
+                # held by the transaction the migrations then run in (Alembic joins a
+                # transaction it finds begun): the caller's commit, or the rollback
+                # when the connection closes, releases it. A session-level lock
+                # would not survive a transaction-mode pooler.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+                yield connection
             elif url.database and url.database != ":memory:":
                 with open(f"{url.database}.migrate-lock", "w") as lock:
                     fcntl.flock(lock, fcntl.LOCK_EX)

@@ -20,6 +20,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from app.core.settings import Settings
 
 BUSY_TIMEOUT_SECONDS = 30
 CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL: a host that does not answer fails in this long
@@ -72,16 +75,43 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(str(exc)) from exc  # the pool connects afresh
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    name: str = "twolayer",
+    keep: int = 5,
+    overflow: int = 10,
+    transaction_pooler: bool = False,
+) -> Engine:
+    """`keep` connections stay open once used (0: none, each is closed when returned),
+    `overflow` more may be opened at a peak. PostgreSQL sees `name` as the
+    connection's application_name (pg_stat_activity tells the processes apart).
+    `transaction_pooler`: the URL reaches PgBouncer in transaction mode, where
+    consecutive transactions of one connection may run on different server
+    connections: psycopg must not prepare statements on the server (it does
+    after 5 executions of one query by default), and nothing may rely on session
+    state (advisory locks are transaction-scoped, no SET, no LISTEN)."""
     parsed = make_url(url)
+    pooling: dict[str, Any] = (
+        {"poolclass": NullPool} if keep == 0 else {"pool_size": keep, "max_overflow": overflow}
+    )
     if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
+        connect_args: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": name,
+        }
+        if transaction_pooler:
+            connect_args["prepare_threshold"] = None
+        engine = create_engine(url, connect_args=connect_args, **pooling)
         _ping_when_idle(engine)
         return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
+        url,
+        connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        # a file's connections cost no server: SQLAlchemy's own pool, unless none is kept
+        **({"poolclass": NullPool} if keep == 0 else {}),
     )
 
     @event.listens_for(engine, "connect")
@@ -103,11 +133,12 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """Sessions for reading and for writing; a write session commits on success."""
+    """Sessions for reading and for writing; a write session commits on success.
+    The engine's options are make_engine's."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **engine_options: Any) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, **engine_options)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_engine = self.engine.execution_options(twolayer_write=True)
 
@@ -123,3 +154,16 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def connect(settings: Settings, *, name: str, keep: int | None = None) -> Database:
+    """The database of TWOLAYER_DATABASE_URL for one kind of process: an API
+    process keeps `database_pool_size` connections (`keep` None), a worker's
+    training process 1, its sweeper 0."""
+    return Database(
+        settings.database_url,
+        name=name,
+        keep=settings.database_pool_size if keep is None else keep,
+        overflow=settings.database_max_overflow if keep is None else 2,
+        transaction_pooler=settings.database_pooler == "transaction",
+    )

@@ -7,7 +7,9 @@ the claim. One training at a time per worker process, prefetch 1.
 `twolayer worker` runs `celery worker` on `celery` below (built from the
 environment's settings). Each worker process also runs a sweeper thread, so
 a lost worker's run is re-queued and resumed within a lease, without waiting
-for the broker's visibility timeout.
+for the broker's visibility timeout; the sweepers take turns (sweep_turn).
+PostgreSQL connections: one per worker, kept by its pool process; the main
+process opens one only for a sweep of its turn.
 
 A warm shutdown (SIGTERM to the worker, as `docker compose stop` sends it,
 or to its whole process group) is graceful for training too: the pool
@@ -34,7 +36,7 @@ from celery.signals import (
 )
 
 from app.core.settings import Settings, get_settings
-from app.db.session import Database
+from app.db.session import Database, connect
 from app.worker.job import execute_run
 from app.worker.lease import worker_identity
 from app.worker.sweeper import Sweeper, deliver
@@ -69,19 +71,19 @@ def make_celery(settings: Settings) -> Celery:
 def send_run(app: Celery, run_id: str) -> str | None:
     """Publish once, without Celery's own retries: if the broker is down the run
     stays undelivered in the database and the sweeper sends it later. Returns
-    the id of the queue that took it (broker_queue_id)."""
+    the id of the queue that took it (broker_queue_id), asked before sending: a
+    restart in between makes the message look lost (sent again, the claim drops
+    the copy), never a lost one look queued."""
+    queue = broker_queue_id(app)
     app.send_task(TASK, args=[run_id], queue=QUEUE, retry=False)
-    return broker_queue_id(app)
+    return queue
 
 
 _redis_clients: dict[str, Any] = {}
 
 
-def broker_queue_id(app: Celery) -> str | None:
-    """Which incarnation of the broker holds the queue: for Redis, the server's
-    run id, new at every restart (its lists are gone with it unless it persists
-    them: then its messages are sent once more, which the claim drops). None
-    for another broker: it cannot tell, and its messages are sent again by age."""
+def _redis(app: Celery) -> Any:
+    """The broker's Redis client, or None for another broker."""
     url = str(app.conf.broker_url or "")
     if not url.startswith(("redis://", "rediss://")):
         return None
@@ -89,7 +91,36 @@ def broker_queue_id(app: Celery) -> str | None:
         import redis  # celery[redis]'s client
 
         _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=5)
-    return f"redis:{_redis_clients[url].info('server')['run_id']}"
+    return _redis_clients[url]
+
+
+def broker_queue_id(app: Celery) -> str | None:
+    """Which incarnation of the broker holds the queue: for Redis, the server's
+    run id, new at every restart (its lists are gone with it unless it persists
+    them: then its messages are sent once more, which the claim drops). None
+    for another broker: it cannot tell, and its messages are sent again by age."""
+    client = _redis(app)
+    return None if client is None else f"redis:{client.info('server')['run_id']}"
+
+
+def sweep_turn(app: Celery, seconds: float) -> bool:
+    """Whether this sweeper sweeps now: one of all the sweepers on a Redis broker
+    (the API's, every worker's) takes each turn of about `seconds`, so the
+    database sees one sweep per interval however many workers there are, not
+    one per worker. None is taken while Redis cannot be asked (nothing could be
+    sent again then either); another broker: every sweeper sweeps."""
+    client = _redis(app)
+    if client is None:
+        return True
+    try:
+        return bool(
+            client.set(
+                f"{QUEUE}:sweep-turn", worker_identity(), nx=True, px=max(1, int(seconds * 900))
+            )
+        )
+    except Exception as exc:
+        log.debug("no sweep turn: the broker cannot be asked (%s)", exc)
+        return False
 
 
 # ------------------------------------------------------------- worker side
@@ -101,9 +132,9 @@ _shutting_down = multiprocessing.sharedctypes.RawValue("b", 0)
 
 
 def _worker_database() -> Database:
-    """One engine per worker process, made after the fork."""
+    """One engine per pool process, made after the fork, keeping one connection."""
     if "db" not in _state or _state.get("pid") != os.getpid():
-        _state["db"] = Database(get_settings().database_url)
+        _state["db"] = connect(get_settings(), name="twolayer-worker", keep=1)
         _state["pid"] = os.getpid()
     db: Database = _state["db"]
     return db
@@ -167,10 +198,13 @@ def _on_worker_ready(**_: Any) -> None:
     settings = get_settings()
     app = _state["app"] = make_celery(settings)
     sweeper = Sweeper(
-        db=_worker_database(),
+        # the main process keeps no connection: it is idle but for its sweeps,
+        # which take turns (sweep_turn); the pool process keeps the worker's one
+        db=connect(settings, name="twolayer-sweeper", keep=0),
         settings=settings,
         submit=lambda run_id: send_run(app, run_id),
         queue_id=lambda: broker_queue_id(app),
+        turn=lambda: sweep_turn(app, settings.sweep_interval_seconds),
     )
     sweeper.start()
     _state["sweeper"] = sweeper

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.core.settings import Settings
 from app.db.session import Database
-from app.worker.celery_app import broker_queue_id, make_celery, send_run
+from app.worker.celery_app import broker_queue_id, make_celery, send_run, sweep_turn
 from app.worker.sweeper import Sweeper
 
 
@@ -17,10 +17,14 @@ class CeleryExecutor:
         self.celery = make_celery(settings)
         self._sweeper: Any = None
 
-    def start(self) -> None:
-        self._db = Database(self.settings.database_url)
+    def start(self, db: Database) -> None:
+        self._db = db  # the API process's own
         self._sweeper = Sweeper(
-            db=self._db, settings=self.settings, submit=self.submit, queue_id=self.queue_id
+            db=self._db,
+            settings=self.settings,
+            submit=self.submit,
+            queue_id=self.queue_id,
+            turn=lambda: sweep_turn(self.celery, self.settings.sweep_interval_seconds),
         )
         self._sweeper.start()
 
@@ -41,4 +45,3 @@ class CeleryExecutor:
     def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.stop()
-        self._db.dispose()

@@ -14,11 +14,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.core.settings import Settings
+from app.db.session import Database
 from app.worker.local_executor import LocalExecutor
 
 
 class Executor(Protocol):
-    def start(self) -> None: ...
+    def start(self, db: Database) -> None:
+        """Begin, on the API process's database (the sweeper's, and the queue's)."""
+        ...
 
     def submit(self, run_id: str) -> str | None:
         """Hand a run id to the workers; raises if it cannot (the sweeper retries).

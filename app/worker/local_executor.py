@@ -37,7 +37,7 @@ from typing import Any
 
 from app.core.logging import configure_logging
 from app.core.settings import Settings
-from app.db.session import Database
+from app.db.session import Database, connect
 from app.worker.job import execute_run
 from app.worker.lease import expire_lease, worker_identity
 from app.worker.sweeper import Sweeper, deliver, queued_run_ids, sweep_once
@@ -62,7 +62,7 @@ def local_worker_main(conn: Connection, settings_values: dict[str, Any], parent_
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     configure_logging()
     settings = Settings(**settings_values)
-    db = Database(settings.database_url)
+    db = connect(settings, name="twolayer-worker", keep=1)
     owner = worker_identity()
 
     def should_stop() -> bool:
@@ -122,8 +122,8 @@ class LocalExecutor:
 
     # ------------------------------------------------------------ interface
 
-    def start(self) -> None:
-        self._db = Database(self.settings.database_url)
+    def start(self, db: Database) -> None:
+        self._db = db  # the API process's own
         self._slots = [self._spawn() for _ in range(self.settings.local_workers)]
         self._thread.start()
         # ids in the old process's memory died with it; released runs wait too
@@ -178,7 +178,6 @@ class LocalExecutor:
         self._slots.clear()
         self._wake_r.close()
         self._wake_w.close()
-        self._db.dispose()
 
     # ------------------------------------------------------------ internals
 

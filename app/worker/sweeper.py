@@ -133,7 +133,8 @@ def sweep_once(
 
 
 class Sweeper:
-    """A daemon thread that sweeps every `sweep_interval_seconds`."""
+    """A daemon thread that sweeps every `sweep_interval_seconds` when `turn()` says
+    it is its turn (sweepers sharing a broker take turns: celery_app.sweep_turn)."""
 
     def __init__(
         self,
@@ -142,8 +143,10 @@ class Sweeper:
         settings: Settings,
         submit: Submit,
         queue_id: Callable[[], str | None] = lambda: None,
+        turn: Callable[[], bool] = lambda: True,
     ) -> None:
         self.db, self.settings, self.submit, self.queue_id = db, settings, submit, queue_id
+        self.turn = turn
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="twolayer-sweeper", daemon=True)
 
@@ -157,6 +160,8 @@ class Sweeper:
 
     def _loop(self) -> None:
         while not self._halt.wait(self.settings.sweep_interval_seconds):
+            if not self.turn():
+                continue
             try:
                 sweep_once(
                     db=self.db, settings=self.settings, submit=self.submit, queue_id=self.queue_id

@@ -20,7 +20,7 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.core.settings import Settings
 from app.db.arrays import load_dataset_arrays
@@ -51,7 +51,17 @@ def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class Topology:
-    def __init__(self, workdir: Path, database_url: str) -> None:
+    """The processes use `served_url` (default: `database_url`, which the test's
+    own reads use) and the settings in `env` besides these."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        *,
+        served_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.database_url = database_url
         self.redis_port = free_port()
@@ -59,7 +69,7 @@ class Topology:
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.env = {
             **os.environ,
-            "TWOLAYER_DATABASE_URL": database_url,
+            "TWOLAYER_DATABASE_URL": served_url or database_url,
             "TWOLAYER_EXECUTOR": "celery",
             "TWOLAYER_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "TWOLAYER_LEASE_SECONDS": "2",
@@ -68,6 +78,7 @@ class Topology:
             "TWOLAYER_REDELIVER_AFTER_SECONDS": "3",
             "TWOLAYER_CHECKPOINT_EVERY_EPOCHS": "10",
             "TWOLAYER_HISTORY_FLUSH_SECONDS": "0.2",
+            **(env or {}),
         }
         values: dict[str, Any] = {
             k.removeprefix("TWOLAYER_").lower(): v
@@ -390,3 +401,29 @@ def test_cancel_reaches_a_run_on_another_host_within_an_epoch(topology: Topology
         f"{topology.base}/predict", json={"run_id": run_id, "instances": [[0.1, 0.2]]}, timeout=10
     )
     assert predicted.status_code == 200
+
+
+def test_each_worker_keeps_one_connection_and_its_sweeper_none(topology: Topology) -> None:
+    """Issue 16: a worker's pool process keeps one PostgreSQL connection and its
+    main process none between the sweeps, which the sweepers (two workers and the
+    API) take in turns: at most one sweeper connection at any moment."""
+    dataset = topology.dataset()
+    for run_id in [topology.run(dataset, epochs=5, seed=s) for s in range(4)]:
+        assert topology.ended(run_id).status == "succeeded"
+    database = topology.database_url.rsplit("/", 1)[1]
+    seen: list[dict[str, int]] = []
+    with topology.db.read() as s:
+        for _ in range(40):  # over ~2 s: several sweep intervals (0.3 s)
+            rows = s.execute(
+                text(
+                    "SELECT application_name, count(*) FROM pg_stat_activity "
+                    "WHERE datname = :d AND pid <> pg_backend_pid() GROUP BY 1"
+                ),
+                {"d": database},
+            )
+            seen.append({name: int(n) for name, n in rows})
+            s.rollback()
+            time.sleep(0.05)
+    assert all(counts.get("twolayer-worker") == 2 for counts in seen), seen
+    assert max(counts.get("twolayer-sweeper", 0) for counts in seen) <= 1, seen
+    assert set().union(*seen) <= {"twolayer-worker", "twolayer-sweeper", "twolayer-api"}, seen

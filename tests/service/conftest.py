@@ -29,7 +29,7 @@ class RecordingExecutor:
     def __init__(self) -> None:
         self.submitted: list[str] = []
 
-    def start(self) -> None:
+    def start(self, db: Database) -> None:
         pass
 
     def submit(self, run_id: str) -> str:
