@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import app as package
-from app.api import datasets, docs, health, predict, runs, ui
+from app.api import batches, datasets, docs, health, predict, runs, ui
 from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.openapi import build_openapi, operation_id
@@ -78,7 +78,10 @@ def create_app(
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     # first: routes match in order (served by plain routes, documented by the routers)
     app.router.routes.extend([*predict.routes, *datasets.routes])
-    routers = (health.router, runs.router, datasets.router, docs.router, ui.router, ui.root_router)
+    routers = (
+        *(health.router, runs.router, batches.router, datasets.router),
+        *(docs.router, ui.router, ui.root_router),
+    )
     for router in routers:
         app.include_router(router)
     app.mount("/static", docs.static_files(), name="static")

@@ -2,14 +2,18 @@
 worker processes, N small runs, and what each run costs the database.
 
     python bench/scale.py [--workers 1,2,4,8] [--runs 200] [--postgres URL]
+                          [--batch B] [--pooler]
 
 For each K: a fresh database on the PostgreSQL server of URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/test), its own redis-server,
 `twolayer serve` (executor celery) and K `twolayer worker` processes, with
 the shipped settings. N runs (moons, 300 samples, 4 hidden units, 30 epochs:
 small, so that the per-run overheads show) are posted by one client as fast
-as it can, and the bench waits for every one to succeed. Reported:
-- POST/s (the client's), runs/s (first POST to last end);
+as it can (one POST /runs each, or with --batch B, POST /runs:batch of B),
+and the bench waits for every one to succeed. --pooler puts Debian's
+PgBouncer (transaction mode, 2 server connections; tests/scale/test_pooler.py)
+between every process and PostgreSQL. Reported:
+- runs created per second (the client's), runs/s (first POST to last end);
 - queue → start latency (started_at − created_at): the first run's (a cold
   worker's first task), p50 and p95;
 - commits and WAL bytes per run (pg_stat_database's xact_commit and
@@ -42,18 +46,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import TWOLAYER, free_port, wait_until_answers  # noqa: E402
+from tests.scale.test_pooler import pgbouncer  # noqa: E402
 
 HP = {"hidden_units": 4, "epochs": 30, "batch_size": 32, "seed": 0}
 
 
 class Stack:
-    def __init__(self, workdir: Path, url: str, workers: int) -> None:
+    def __init__(self, workdir: Path, url: str, workers: int, pooled: bool) -> None:
         self.workdir, self.url, self.workers = workdir, url, workers
         self.redis_port, self.api_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.env = {
             **os.environ,
             "TWOLAYER_DATABASE_URL": url,
+            **({"TWOLAYER_DATABASE_POOLER": "transaction"} if pooled else {}),
             "TWOLAYER_EXECUTOR": "celery",
             "TWOLAYER_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "TWOLAYER_MAX_ACTIVE_RUNS_PER_OWNER": "100000",
@@ -107,7 +113,7 @@ class Stack:
         )
 
 
-def measure(admin_url: str, workers: int, n: int) -> dict[str, Any]:
+def measure(admin_url: str, workers: int, n: int, batch: int, pooler: bool) -> dict[str, Any]:
     name = f"twolayer_scale_{os.getpid()}_{workers}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
@@ -127,8 +133,10 @@ def measure(admin_url: str, workers: int, n: int) -> dict[str, Any]:
                 ).scalar_one()
             busiest[0] = max(busiest[0], int(count))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), url, workers)
+    with contextlib.ExitStack() as scope:
+        tmp = scope.enter_context(tempfile.TemporaryDirectory())
+        served = scope.enter_context(pgbouncer(url)) if pooler else url
+        stack = Stack(Path(tmp), served, workers, pooler)
         try:
             stack.start()
             with httpx.Client(base_url=stack.base, timeout=60) as client:
@@ -140,10 +148,13 @@ def measure(admin_url: str, workers: int, n: int) -> dict[str, Any]:
                 sampler = threading.Thread(target=sample, daemon=True)
                 sampler.start()
                 began = time.monotonic()
-                for _ in range(n):
-                    response = client.post(
-                        "/runs", json={"dataset_id": dataset, "hyperparameters": HP}
-                    )
+                run = {"dataset_id": dataset, "hyperparameters": HP}
+                for i in range(0, n, batch):
+                    if batch == 1:
+                        response = client.post("/runs", json=run)
+                    else:
+                        runs = [run] * min(batch, n - i)
+                        response = client.post("/runs:batch", json={"runs": runs})
                     response.raise_for_status()
                 posted = time.monotonic() - began
                 engine = create_engine(url)
@@ -194,18 +205,22 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--batch", type=int, default=1, help="runs per POST (/runs:batch)")
+    parser.add_argument("--pooler", action="store_true", help="through PgBouncer")
     args = parser.parse_args()
     print(f"{'K':>2} {'POST/s':>7} {'runs/s':>7} {'first s':>7} {'p50 s':>6} {'p95 s':>6} "
           f"{'commits':>8} {'WAL KB':>7} {'conns':>5} {'received':>8} {'dropped':>7}")  # fmt: skip
     for k in (int(v) for v in args.workers.split(",")):
-        r = measure(args.postgres, k, args.runs)
+        r = measure(args.postgres, k, args.runs, args.batch, args.pooler)
         print(
             f"{k:>2} {r['post_per_s']:7.1f} {r['runs_per_s']:7.1f} {r['first']:7.2f} "
             f"{r['p50']:6.2f} {r['p95']:6.2f} "
             f"{r['commits']:8.1f} {r['wal'] / 1024:7.1f} {r['connections']:5d} "
             f"{r['received']:8d} {r['dropped']:7d}"
         )
-    print(f"({args.runs} runs each; cpu: {os.cpu_count()} cores)")
+    how = f"batches of {args.batch}" if args.batch > 1 else "one POST each"
+    print(f"({args.runs} runs each, {how}{', through PgBouncer' if args.pooler else ''}; "
+          f"cpu: {os.cpu_count()} cores)")  # fmt: skip
 
 
 if __name__ == "__main__":

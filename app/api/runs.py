@@ -20,6 +20,7 @@ from app.core.errors import (
     NotTwoFeatures,
     RunEnded,
     RunHasNoModel,
+    StorageFull,
     TooManyRuns,
     Unauthorized,
 )
@@ -65,7 +66,7 @@ Every `data` is one JSON object."""
     "",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Queue a training run",
-    responses=problems(NotFound, RunHasNoModel, Invalid, TooManyRuns),
+    responses=problems(NotFound, RunHasNoModel, Invalid, TooManyRuns, StorageFull),
 )
 async def create_run(
     body: RunCreate,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,6 +28,7 @@ from app.client.events import EndEvent, EpochsEvent, RunEvent, StateEvent, parse
 from app.client.progress import Pace, Shown, progress_view
 from app.client.transport import Transport, should_retry_status
 from app.db.models import ENDED_STATUSES, RunStatus
+from app.schemas.batches import MAX_BATCH_RUNS, RunBatchRead
 from app.schemas.common import Page
 from app.schemas.datasets import DatasetRead
 from app.schemas.runs import ModelRead, RunHistory, RunRead
@@ -181,6 +182,30 @@ class Runs:
         return Run.of(
             self._http, RunRead.model_validate(self._http.json("POST", "/runs", json=body))
         )
+
+    def create_many(
+        self,
+        dataset: DatasetRead | str,
+        trials: Iterable[Mapping[str, Any]],
+        *,
+        name: str | None = None,
+        init_from: RunRead | str | None = None,
+    ) -> list[Run]:
+        """Queues one run per hyperparameter set in `trials` on the dataset, in one
+        request (POST /runs:batch): all or none, the caps checked once, in this
+        order. At most MAX_BATCH_RUNS (1 000) at a time."""
+        base: dict[str, Any] = {"dataset_id": dataset_id_of(dataset)}
+        if name is not None:
+            base["name"] = name
+        if init_from is not None:
+            base["init_from_run_id"] = init_from if isinstance(init_from, str) else init_from.id
+        runs = [{**base, "hyperparameters": dict(trial)} for trial in trials]
+        if not 1 <= len(runs) <= MAX_BATCH_RUNS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_RUNS} runs, not {len(runs)}")
+        answer = RunBatchRead.model_validate(
+            self._http.json("POST", "/runs:batch", json={"runs": runs})
+        )
+        return [Run.of(self._http, read) for read in answer.items]
 
     def get(self, run_id: str) -> Run:
         return Run.of(self._http, RunRead.model_validate(self._http.json("GET", f"/runs/{run_id}")))

@@ -35,12 +35,17 @@ def owned(session: Session, model: type[Owned], row_id: str, owner: str, what: s
 def newest_named(*, db: Database, model: type[Owned], owner: str, name: str, what: str) -> str:
     """The id of the owner's newest row of this name (names need not be unique)."""
     with db.read() as session:
-        row_id = session.scalar(
-            select(model.id)
-            .where(model.owner == owner, model.name == name)
-            .order_by(model.created_at.desc(), model.id.desc())
-            .limit(1)
-        )
+        return newest_named_in(session, model, owner, name, what)
+
+
+def newest_named_in(session: Session, model: type[Owned], owner: str, name: str, what: str) -> str:
+    """newest_named, in a transaction under way."""
+    row_id = session.scalar(
+        select(model.id)
+        .where(model.owner == owner, model.name == name)
+        .order_by(model.created_at.desc(), model.id.desc())
+        .limit(1)
+    )
     if row_id is None:
         raise NotFound(f"no {what} is named {name!r}")
     return str(row_id)

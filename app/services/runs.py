@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -18,12 +19,22 @@ from app.db.session import Database
 from app.nn import Hyperparameters, Model
 from app.nn.checkpoint import stored_bytes
 from app.nn.model import check_warm_start
-from app.services.datasets import find_dataset
 from app.services.model_cache import ModelCache
-from app.services.ownership import newest_named, owned
+from app.services.ownership import newest_named, newest_named_in, owned
 from app.services.storage import MiB, check_budget, lock_owner
 from app.worker.executor import Executor
-from app.worker.sweeper import deliver
+from app.worker.sweeper import deliver_all
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run to create: its dataset by id, or by name (the owner's newest of it)."""
+
+    dataset_id: str | None
+    dataset_name: str | None
+    name: str | None
+    init_from_run_id: str | None
+    hyperparameters: dict[str, Any]
 
 
 def create_run(
@@ -40,91 +51,163 @@ def create_run(
 ) -> RunView:
     """Write a queued run (seed drawn and stored) and hand its id to the executor.
     The dataset is given by id, or by name (the owner's newest of that name)."""
-    if dataset_id is None:
-        assert dataset_name is not None  # the request schema asks for exactly one
-        dataset_id = find_dataset(db=db, owner=owner, name=dataset_name)
+    request = RunRequest(dataset_id, dataset_name, name, init_from_run_id, hyperparameters)
+    return _create(db=db, settings=settings, executor=executor, owner=owner, requests=[request])[0]
+
+
+def create_runs(
+    *,
+    db: Database,
+    settings: Settings,
+    executor: Executor,
+    owner: str,
+    requests: Sequence[RunRequest],
+) -> list[RunView]:
+    """create_run for many, all or none: the owner's caps are checked once for
+    all of them (active runs, the storage budget), in one transaction, and
+    they queue in the order given. An error names the request, `runs[i]: …`."""
+    return _create(
+        db=db, settings=settings, executor=executor, owner=owner, requests=requests, batch=True
+    )
+
+
+def _create(
+    *,
+    db: Database,
+    settings: Settings,
+    executor: Executor,
+    owner: str,
+    requests: Sequence[RunRequest],
+    batch: bool = False,
+) -> list[RunView]:
+    """One write transaction (the reads, the caps, the rows), then the delivery."""
+    resolved = [_resolved(r.hyperparameters, i, batch) for i, r in enumerate(requests)]
+    now = utcnow()
+    with db.write() as session:
+        # counted in the writing transaction, with the owner's creations
+        # serialised, so that concurrent requests cannot all pass the caps
+        lock_owner(session, owner)
+        dataset_ids = [_dataset_id(session, owner, r, i, batch) for i, r in enumerate(requests)]
+        # held against deletion until the runs are written (a concurrent DELETE
+        # /datasets/{id} would otherwise surface as a foreign-key error, a 500)
+        datasets = _datasets(session, owner, dataset_ids)
+        runs, stored = [], 0
+        for i, (request, dataset_id, hp) in enumerate(
+            zip(requests, dataset_ids, resolved, strict=True)
+        ):
+            where = f"runs[{i}]: " if batch else ""
+            dataset = datasets.get(dataset_id)
+            if dataset is None:
+                raise NotFound(f"{where}dataset {dataset_id} does not exist")
+            stored += _check_size(dataset, hp, settings, where)
+            if request.init_from_run_id is not None:
+                _check_warm_start(session, request.init_from_run_id, owner, dataset, hp, where)
+            runs.append(_queued_run(request, owner, dataset_id, hp, now, i))
+        queued = _check_active_runs(session, owner, settings.max_active_runs_per_owner, len(runs))
+        check_budget(
+            session, owner=owner, adding=stored, budget=settings.max_stored_bytes_per_owner
+        )
+        session.add_all(runs)
+    deliver_all(db=db, submit=executor.submit, run_ids=[run.id for run in runs])
+    # where each stands: behind every run queued before them (one more read spared)
+    return [RunView(run, queued + i + 1) for i, run in enumerate(runs)]
+
+
+def _resolved(hyperparameters: dict[str, Any], i: int, batch: bool) -> Hyperparameters:
     try:
-        hp = Hyperparameters(**hyperparameters).resolved()
+        return Hyperparameters(**hyperparameters).resolved()
     except ValueError as exc:
-        raise Invalid(str(exc)) from None
-    with db.read() as session:
-        dataset = owned(session, Dataset, dataset_id, owner, "dataset")
-        work = dataset.n_samples * dataset.n_features * hp.hidden_units * hp.epochs
-        if work > settings.max_work:
-            raise Invalid(
-                f"this run's work, samples × features × hidden units × epochs = {work:.3g}, "
-                f"is over the limit {settings.max_work:.3g}"
-            )
-        stored = stored_bytes(dataset.n_features, hp)
-        if stored > settings.max_run_stored_bytes:
-            raise Invalid(
-                f"this run would store {stored / MiB:.1f} MiB (its checkpoint: weights, "
-                f"optimizer state and history), over the limit of "
-                f"{settings.max_run_stored_bytes / MiB:.1f} MiB"
-            )
-        if init_from_run_id is not None:
-            _check_warm_start(session, init_from_run_id, owner, dataset, hp)
-    run = Run(
+        raise Invalid(f"runs[{i}]: {exc}" if batch else str(exc)) from None
+
+
+def _dataset_id(session: Session, owner: str, request: RunRequest, i: int, batch: bool) -> str:
+    if request.dataset_id is not None:
+        return request.dataset_id
+    assert request.dataset_name is not None  # the request schema asks for exactly one
+    try:
+        return newest_named_in(session, Dataset, owner, request.dataset_name, "dataset")
+    except NotFound as exc:
+        raise NotFound(f"runs[{i}]: {exc}" if batch else str(exc)) from None
+
+
+def _datasets(session: Session, owner: str, dataset_ids: Sequence[str]) -> dict[str, Dataset]:
+    wanted = sorted({d for d in dataset_ids if is_id(d)})
+    rows = session.scalars(
+        select(Dataset)
+        .where(Dataset.id.in_(wanted), Dataset.owner == owner)
+        .with_for_update(read=True, key_share=True)
+    )
+    return {row.id: row for row in rows}
+
+
+def _check_size(dataset: Dataset, hp: Hyperparameters, settings: Settings, where: str) -> int:
+    """The bytes the run may store, once its work and its size are checked."""
+    work = dataset.n_samples * dataset.n_features * hp.hidden_units * hp.epochs
+    if work > settings.max_work:
+        raise Invalid(
+            f"{where}this run's work, samples × features × hidden units × epochs = {work:.3g}, "
+            f"is over the limit {settings.max_work:.3g}"
+        )
+    stored = stored_bytes(dataset.n_features, hp)
+    if stored > settings.max_run_stored_bytes:
+        raise Invalid(
+            f"{where}this run would store {stored / MiB:.1f} MiB (its checkpoint: weights, "
+            f"optimizer state and history), over the limit of "
+            f"{settings.max_run_stored_bytes / MiB:.1f} MiB"
+        )
+    return stored
+
+
+def _queued_run(
+    request: RunRequest, owner: str, dataset_id: str, hp: Hyperparameters, now: Any, i: int
+) -> Run:
+    return Run(
         id=new_id(),
         owner=owner,
-        name=name,
+        name=request.name,
         dataset_id=dataset_id,
-        init_from_run_id=init_from_run_id,
+        init_from_run_id=request.init_from_run_id,
         status="queued",
         hyperparameters=hp.as_dict(),
         epoch=0,
         epochs=hp.epochs,
         attempts=0,
         cancel_requested=False,
-        created_at=utcnow(),
-        delivered_at=utcnow(),  # queued now: delivered below (app/worker/sweeper.py)
+        # a batch queues in its order: created a microsecond apart
+        created_at=now + timedelta(microseconds=i),
+        delivered_at=now,  # queued now: delivered after the commit (app/worker/sweeper.py)
     )
-    with db.write() as session:
-        # counted in the writing transaction, with the owner's creations
-        # serialised, so that concurrent requests cannot all pass the caps
-        lock_owner(session, owner)
-        _check_active_runs(session, owner, settings.max_active_runs_per_owner)
-        check_budget(
-            session, owner=owner, adding=stored, budget=settings.max_stored_bytes_per_owner
-        )
-        # the dataset again, held against deletion until the run is written (a
-        # concurrent DELETE /datasets/{id} would otherwise surface as a
-        # foreign-key error, a 500, instead of this 404)
-        if (
-            session.get(Dataset, dataset_id, with_for_update={"read": True, "key_share": True})
-            is None
-        ):
-            raise NotFound(f"dataset {dataset_id} does not exist")
-        session.add(run)
-    deliver(db=db, submit=executor.submit, run_id=run.id)
-    with db.read() as session:
-        return views(session, [run])[0]
 
 
-def _check_active_runs(session: Session, owner: str, limit: int) -> None:
-    active = session.scalar(
-        select(func.count())
-        .select_from(Run)
-        .where(Run.owner == owner, Run.status.in_(("queued", "running")))
-    )
-    if active is not None and active >= limit:
+def _check_active_runs(session: Session, owner: str, limit: int, adding: int) -> int:
+    """TooManyRuns unless `adding` more fit the owner's limit; returns how many
+    runs (anyone's) are queued, in the same query."""
+    active, queued = session.execute(
+        select(
+            func.count().filter(Run.owner == owner),
+            func.count().filter(Run.status == "queued"),
+        ).where(Run.status.in_(("queued", "running")))
+    ).one()
+    if active + adding > limit:
+        asked = f"; {adding} more were asked for" if adding > 1 else ""
         raise TooManyRuns(
-            f"{active} runs are queued or running, the limit is {limit}; "
+            f"{active} runs are queued or running, the limit is {limit}{asked}; "
             "try again when one has ended",
             headers={"Retry-After": "30"},
         )
+    return int(queued)
 
 
 def _check_warm_start(
-    session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters
+    session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters, where: str
 ) -> None:
     try:
         owned(session, Run, run_id, owner, "run")
     except NotFound:
-        raise NotFound(f"run {run_id} (init_from_run_id) does not exist") from None
+        raise NotFound(f"{where}run {run_id} (init_from_run_id) does not exist") from None
     stored = session.get(StoredModel, run_id)
     if stored is None:
-        raise RunHasNoModel(f"run {run_id} (init_from_run_id) has no weights to start from")
+        raise RunHasNoModel(f"{where}run {run_id} (init_from_run_id) has no weights to start from")
     try:
         check_warm_start(
             Model.from_bytes(stored.data),
@@ -133,7 +216,7 @@ def _check_warm_start(
             activation=hp.hidden_activation,
         )
     except ValueError as exc:
-        raise Invalid(f"init_from_run_id {run_id}: {exc}") from None
+        raise Invalid(f"{where}init_from_run_id {run_id}: {exc}") from None
 
 
 def _owned(session: Any, run_id: str, owner: str) -> Run:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,26 +47,43 @@ Submit = Callable[[str], "str | None"]  # sends a run id; the id of the queue th
 
 def deliver(*, db: Database, submit: Submit, run_id: str) -> bool:
     """Send the id; True if the executor took it (and which queue did is recorded)."""
-    try:
-        queue = submit(run_id)
-    except Exception as exc:  # the broker is down: the sweeper sends it later
-        log.warning("run %s not delivered now (%s); it will be sent again", run_id, exc)
-        return False
+    return deliver_all(db=db, submit=submit, run_ids=[run_id]) == 1
+
+
+def deliver_all(*, db: Database, submit: Submit, run_ids: Sequence[str]) -> int:
+    """deliver for many: each id sent, the deliveries recorded in one transaction
+    (one statement per queue that took them); how many the executor took."""
+    taken: dict[str, list[str]] = {}
+    for run_id in run_ids:
+        try:
+            taken.setdefault(submit(run_id) or "", []).append(run_id)
+        except Exception as exc:  # the broker is down: the sweeper sends the rest later
+            log.warning("run %s not delivered now (%s); it will be sent again", run_id, exc)
+    if taken:
+        _record(db, taken)
+    return sum(len(ids) for ids in taken.values())
+
+
+def _record(db: Database, taken: dict[str, list[str]]) -> None:
     try:
         with db.write() as session:
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id, Run.status == "queued")
-                .values(delivered_at=utcnow(), delivered_to=queue or "")
-                .execution_options(synchronize_session=False)
-            )
+            for queue, ids in taken.items():
+                session.execute(
+                    update(Run)
+                    .where(Run.id.in_(ids), Run.status == "queued")
+                    .values(delivered_at=utcnow(), delivered_to=queue)
+                    .execution_options(synchronize_session=False)
+                )
     except DBAPIError as exc:
         if not is_unavailable(exc):
             raise
-        # sent, but not recorded as sent: a sweeper sends it again later, and
+        # sent, but not recorded as sent: a sweeper sends them again later, and
         # the claim drops whichever copy comes second
-        log.warning("run %s sent; its delivery not recorded (%s)", run_id, exc)
-    return True
+        log.warning(
+            "runs %s sent; their delivery not recorded (%s)",
+            ", ".join(i for ids in taken.values() for i in ids),
+            exc,
+        )
 
 
 def queued_run_ids(*, db: Database) -> list[str]:
@@ -128,8 +145,9 @@ def sweep_once(
     except Exception as exc:
         log.warning("the queue cannot be asked which it is (%s); nothing sent again now", exc)
         return
-    for run_id in take_maybe_lost(db=db, settings=settings, queue=queue):
-        deliver(db=db, submit=submit, run_id=run_id)
+    deliver_all(
+        db=db, submit=submit, run_ids=take_maybe_lost(db=db, settings=settings, queue=queue)
+    )
 
 
 class Sweeper:

@@ -94,6 +94,22 @@ def test_lists_iterate_across_pages(asgi: Client) -> None:
         asgi.datasets.get(made[2])
 
 
+def test_a_sweep_is_queued_in_one_request(asgi: Client) -> None:
+    dataset = asgi.datasets.sample("moons", n_samples=40)
+    trials = [{"learning_rate": lr, "epochs": 3} for lr in (0.1, 0.3)]
+    runs = asgi.runs.create_many(dataset, trials, name="sweep")
+    assert all(isinstance(r, Run) for r in runs)
+    assert [r.hyperparameters["learning_rate"] for r in runs] == [0.1, 0.3]
+    assert [r.queue_position for r in runs] == [1, 2]
+    assert [r.wait().status for r in runs] == ["succeeded", "succeeded"]
+    assert len(list(asgi.runs.list(name="sweep"))) == 2
+    with pytest.raises(ValueError, match="1 to 1000 runs"):
+        asgi.runs.create_many(dataset, [])
+    with pytest.raises(NotFoundError) as missing:
+        asgi.runs.create_many("no-such-dataset", [{}, {}])
+    assert missing.value.detail.startswith("runs[0]: dataset no-such-dataset")
+
+
 def test_errors_carry_the_problem_fields(asgi: Client) -> None:
     with pytest.raises(NotFoundError) as missing:
         asgi.runs.get("no-such-run")

@@ -213,9 +213,9 @@ def test_concurrent_run_creation_never_passes_the_cap(settings: Settings) -> Non
 def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The dataset is checked again in the writing transaction: a DELETE that
-    commits between the checks and the write gives NotFound, not a foreign-key
-    error (a 500), and no run is written."""
+    """The dataset is read in the writing transaction and held there: a DELETE
+    that commits just before it gives NotFound, not a foreign-key error (a
+    500), and no run is written."""
     db = Database(settings.database_url)
     try:
         dataset = carols_dataset(db, settings)
