@@ -13,13 +13,19 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from sqlalchemy import event, select
 
 from app.core.settings import Settings
+from app.db.models import Run
+from app.db.session import Database
 from app.main import create_app
 from app.nn import Hyperparameters
 from app.nn.checkpoint import stored_bytes
 from app.schemas.batches import MAX_BATCH_RUNS
+from app.services import runs
+from app.services.runs import RunRequest
 from tests.service.conftest import RecordingExecutor, problem_of, sample_dataset
+from tests.service.test_security import carols_dataset
 
 
 @pytest.fixture
@@ -87,8 +93,8 @@ def test_one_bad_run_refuses_the_batch_naming_it_and_writes_nothing(
             "runs[1]: this run's work",
         ),
     ]
-    for runs, status, detail in cases:
-        body = problem_of(api.post("/runs:batch", json={"runs": runs}), status)
+    for batch, status, detail in cases:
+        body = problem_of(api.post("/runs:batch", json={"runs": batch}), status)
         if detail is not None:
             assert body["detail"].startswith(detail), body
         else:
@@ -188,3 +194,34 @@ def test_a_batch_is_written_whole_or_not_at_all(
         assert recorder.submitted[sent:] == []
     for run in api.get("/runs", params={"status": "queued", "limit": 100}).json()["items"]:
         assert api.post(f"/runs/{run['id']}/cancel").status_code == 202  # room for the next
+
+
+def test_a_creation_is_two_transactions_however_many_runs(settings: Settings) -> None:
+    """One write for the runs (reads, caps and rows together), one for their
+    delivery: a single run and a batch of 25 cost the same round trips."""
+    settings = settings.model_copy(update={"max_active_runs_per_owner": 26})
+    db = Database(settings.database_url)
+    transactions: list[str] = []
+    event.listen(db.engine, "begin", lambda _connection: transactions.append("begin"))
+    try:
+        dataset = carols_dataset(db, settings)
+        recorder = RecordingExecutor()
+        transactions.clear()
+        request = RunRequest(dataset.id, None, "one", None, {"epochs": 5})
+        view = runs.create_runs(
+            db=db, settings=settings, executor=recorder, owner="carol", requests=[request]
+        )[0]
+        assert len(transactions) == 2
+        assert view.queue_position == 1
+        transactions.clear()
+        many = runs.create_runs(
+            db=db, settings=settings, executor=recorder, owner="carol", requests=[request] * 25
+        )
+        assert len(transactions) == 2
+        assert [v.queue_position for v in many] == list(range(2, 27))
+        assert recorder.submitted == [view.run.id, *(v.run.id for v in many)]
+        with db.read() as session:
+            delivered = session.scalars(select(Run.delivered_to).where(Run.owner == "carol"))
+            assert set(delivered) == {"recording"}  # every delivery recorded
+    finally:
+        db.dispose()
