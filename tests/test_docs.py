@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from app.core.settings import Settings
 from app.nn.hyperparameters import DEFAULTS, RULES
 from app.nn.rules import Rule
 
@@ -78,3 +79,14 @@ def test_the_hyperparameter_table_is_the_engines_rules() -> None:
         for name, rule in RULES.items()
     }
     assert documented == expected
+
+
+def test_every_setting_is_in_the_readmes_table() -> None:
+    rows = [
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| `TWOLAYER_")
+    ]
+    table = "\n".join(rows)
+    missing = [f for f in Settings.model_fields if f"`TWOLAYER_{f.upper()}`" not in table]
+    assert missing == []
