@@ -16,8 +16,12 @@ between every process and PostgreSQL. Reported:
 - runs created per second (the client's), runs/s (first POST to last end);
 - queue → start latency (started_at − created_at): the first run's (a cold
   worker's first task), p50 and p95;
-- commits and WAL bytes per run (pg_stat_database's xact_commit and
-  pg_current_wal_lsn, read after every process has exited, over N);
+- commits, transactions (commits + rollbacks: a read-only transaction ends
+  in a rollback) and WAL bytes per run (pg_stat_database's xact_commit,
+  xact_rollback and pg_current_wal_lsn, read after every process has exited,
+  over N);
+With K = 0 no worker runs: the runs stay queued, and what is measured is
+their creation alone (POST/s, and the transactions and commits of a create).
 - the most connections to the database at once (pg_stat_activity, every 0.2 s);
 - messages received by the workers and duplicates they dropped (their logs).
 """
@@ -121,7 +125,8 @@ def measure(admin_url: str, workers: int, n: int, batch: int, pooler: bool) -> d
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     stats = text(
-        "SELECT xact_commit, pg_current_wal_lsn() AS lsn FROM pg_stat_database WHERE datname = :d"
+        "SELECT xact_commit, xact_rollback, pg_current_wal_lsn() AS lsn "
+        "FROM pg_stat_database WHERE datname = :d"
     )
     busiest, sampling = [0], threading.Event()
 
@@ -159,18 +164,25 @@ def measure(admin_url: str, workers: int, n: int, batch: int, pooler: bool) -> d
                 posted = time.monotonic() - began
                 engine = create_engine(url)
                 with engine.connect() as c:
-                    while c.execute(
-                        text("SELECT count(*) FROM run WHERE status <> 'succeeded'")
-                    ).scalar_one():
+                    while (
+                        workers
+                        and c.execute(
+                            text("SELECT count(*) FROM run WHERE status <> 'succeeded'")
+                        ).scalar_one()
+                    ):
                         time.sleep(0.1)
                         c.rollback()
                     ended = time.monotonic() - began
-                    latencies = [
-                        (r.started_at - r.created_at).total_seconds()
-                        for r in c.execute(
-                            text("SELECT created_at, started_at FROM run ORDER BY created_at")
-                        )
-                    ]
+                    latencies = (
+                        [0.0]
+                        if not workers
+                        else [
+                            (r.started_at - r.created_at).total_seconds()
+                            for r in c.execute(
+                                text("SELECT created_at, started_at FROM run ORDER BY created_at")
+                            )
+                        ]
+                    )
                 engine.dispose()
                 sampling.set()
         finally:
@@ -193,6 +205,10 @@ def measure(admin_url: str, workers: int, n: int, batch: int, pooler: bool) -> d
         "p50": statistics.median(latencies),
         "p95": latencies[int(0.95 * (len(latencies) - 1))],
         "commits": (after.xact_commit - before.xact_commit) / n,
+        "transactions": (
+            after.xact_commit + after.xact_rollback - before.xact_commit - before.xact_rollback
+        )
+        / n,
         "wal": float(wal) / n,
         "connections": busiest[0],
         "received": log.count("] received"),
@@ -209,13 +225,15 @@ def main() -> None:
     parser.add_argument("--pooler", action="store_true", help="through PgBouncer")
     args = parser.parse_args()
     print(f"{'K':>2} {'POST/s':>7} {'runs/s':>7} {'first s':>7} {'p50 s':>6} {'p95 s':>6} "
-          f"{'commits':>8} {'WAL KB':>7} {'conns':>5} {'received':>8} {'dropped':>7}")  # fmt: skip
+          f"{'commits':>8} {'tx':>5} {'WAL KB':>7} {'conns':>5} {'received':>8} "
+          f"{'dropped':>7}")  # fmt: skip
     for k in (int(v) for v in args.workers.split(",")):
         r = measure(args.postgres, k, args.runs, args.batch, args.pooler)
         print(
             f"{k:>2} {r['post_per_s']:7.1f} {r['runs_per_s']:7.1f} {r['first']:7.2f} "
             f"{r['p50']:6.2f} {r['p95']:6.2f} "
-            f"{r['commits']:8.1f} {r['wal'] / 1024:7.1f} {r['connections']:5d} "
+            f"{r['commits']:8.1f} {r['transactions']:5.1f} {r['wal'] / 1024:7.1f} "
+            f"{r['connections']:5d} "
             f"{r['received']:8d} {r['dropped']:7d}"
         )
     how = f"batches of {args.batch}" if args.batch > 1 else "one POST each"

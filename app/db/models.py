@@ -128,6 +128,9 @@ class Run(Base):
     # over, or refused; "": a queue that cannot tell which one it is)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_to: Mapped[str | None] = mapped_column(String(64))
+    # the bound of what the run may store (app/nn/checkpoint.py, stored_bytes),
+    # fixed at creation: counted against the owner's budget while it is active
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

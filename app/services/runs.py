@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -35,6 +35,9 @@ class RunRequest:
     name: str | None
     init_from_run_id: str | None
     hyperparameters: dict[str, Any]
+
+
+MICROSECOND = timedelta(microseconds=1)
 
 
 def create_run(
@@ -99,10 +102,11 @@ def _create(
             dataset = datasets.get(dataset_id)
             if dataset is None:
                 raise NotFound(f"{where}dataset {dataset_id} does not exist")
-            stored += _check_size(dataset, hp, settings, where)
+            bound = _check_size(dataset, hp, settings, where)
             if request.init_from_run_id is not None:
                 _check_warm_start(session, request.init_from_run_id, owner, dataset, hp, where)
-            runs.append(_queued_run(request, owner, dataset_id, hp, now, i))
+            runs.append(_queued_run(request, owner, dataset_id, hp, bound, now + i * MICROSECOND))
+            stored += bound
         queued = _check_active_runs(session, owner, settings.max_active_runs_per_owner, len(runs))
         check_budget(
             session, owner=owner, adding=stored, budget=settings.max_stored_bytes_per_owner
@@ -159,7 +163,12 @@ def _check_size(dataset: Dataset, hp: Hyperparameters, settings: Settings, where
 
 
 def _queued_run(
-    request: RunRequest, owner: str, dataset_id: str, hp: Hyperparameters, now: Any, i: int
+    request: RunRequest,
+    owner: str,
+    dataset_id: str,
+    hp: Hyperparameters,
+    reserved: int,
+    created: datetime,
 ) -> Run:
     return Run(
         id=new_id(),
@@ -173,9 +182,9 @@ def _queued_run(
         epochs=hp.epochs,
         attempts=0,
         cancel_requested=False,
-        # a batch queues in its order: created a microsecond apart
-        created_at=now + timedelta(microseconds=i),
-        delivered_at=now,  # queued now: delivered after the commit (app/worker/sweeper.py)
+        reserved_bytes=reserved,
+        created_at=created,  # a batch's runs a microsecond apart: they queue in its order
+        delivered_at=created,  # queued now: delivered after the commit (app/worker/sweeper.py)
     )
 
 

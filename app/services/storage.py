@@ -8,8 +8,6 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import StorageFull
 from app.db.models import Dataset, Run, StoredModel
-from app.nn import Hyperparameters
-from app.nn.checkpoint import stored_bytes
 
 MiB = 1024 * 1024
 
@@ -29,25 +27,26 @@ def lock_owner(session: Session, owner: str) -> None:
 def owner_stored_bytes(session: Session, owner: str) -> int:
     """The bytes the owner stores or has reserved: every dataset's arrays, every
     ended run's model, and the bound of every queued or running run (its
-    checkpoint now, its model later: app.nn.checkpoint.stored_bytes)."""
-    datasets = session.scalar(
-        select(func.coalesce(func.sum(Dataset.stored_bytes), 0)).where(Dataset.owner == owner)
+    checkpoint now, its model later: `Run.reserved_bytes`, stored_bytes of
+    app.nn.checkpoint computed at its creation). One query, however many runs."""
+    datasets = (
+        select(func.coalesce(func.sum(Dataset.stored_bytes), 0))
+        .where(Dataset.owner == owner)
+        .scalar_subquery()
     )
-    models = session.scalar(
+    models = (
         select(func.coalesce(func.sum(func.length(StoredModel.data)), 0))
         .join(Run, Run.id == StoredModel.run_id)
         .where(Run.owner == owner, Run.status.not_in(("queued", "running")))
+        .scalar_subquery()
     )
-    active = session.execute(
-        select(Run.hyperparameters, Dataset.n_features)
-        .join(Dataset, Dataset.id == Run.dataset_id)
+    reserved = (
+        select(func.coalesce(func.sum(Run.reserved_bytes), 0))
         .where(Run.owner == owner, Run.status.in_(("queued", "running")))
-    ).all()
-    reserved = sum(
-        stored_bytes(n_features, Hyperparameters(**hyperparameters))
-        for hyperparameters, n_features in active
+        .scalar_subquery()
     )
-    return int(datasets or 0) + int(models or 0) + reserved
+    used = session.execute(select(datasets, models, reserved)).one()
+    return sum(int(part or 0) for part in used)
 
 
 def check_budget(session: Session, *, owner: str, adding: int, budget: int) -> None:

@@ -254,3 +254,43 @@ def test_0007_hashes_the_rows_digest_and_back(database_url: str) -> None:
             assert storage == "e"  # external: out of line, not compressed
     finally:
         db.dispose()
+
+
+def test_0009_computes_every_runs_reserved_bytes(database_url: str) -> None:
+    """Runs made before 0009 get the bound the service stores for a new run, and
+    the owner's budget counts the same bytes after the upgrade as before it."""
+    from app.core.settings import Settings
+    from app.services import datasets, runs
+    from app.services.storage import owner_stored_bytes
+    from tests.service.conftest import RecordingExecutor
+
+    upgrade(database_url)
+    db = Database(database_url)
+    settings = Settings(database_url=database_url)
+    try:
+        dataset, _ = datasets.create_sample_dataset(
+            db=db, settings=settings, owner="o", kind="xor", n_samples=50, noise=0.1, seed=0,
+            name=None,
+        )  # fmt: skip
+        made = runs.create_runs(
+            db=db,
+            settings=settings,
+            executor=RecordingExecutor(),
+            owner="o",
+            requests=[
+                runs.RunRequest(dataset.id, None, None, None, {"hidden_units": h, "optimizer": o})
+                for h, o in ((4, "sgd"), (64, "adam"), (300, "momentum"))
+            ],
+        )
+        bounds = {v.run.id: v.run.reserved_bytes for v in made}
+        assert len(set(bounds.values())) == 3
+        assert min(bounds.values()) > 0
+        with db.read() as session:
+            budget = owner_stored_bytes(session, "o")
+        downgrade(database_url, "0008")
+        upgrade(database_url)
+        with db.read() as session:
+            assert dict(session.execute(text("SELECT id, reserved_bytes FROM run")).all()) == bounds
+            assert owner_stored_bytes(session, "o") == budget
+    finally:
+        db.dispose()
