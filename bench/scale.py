@@ -20,6 +20,8 @@ between every process and PostgreSQL. Reported:
   in a rollback) and WAL bytes per run (pg_stat_database's xact_commit,
   xact_rollback and pg_current_wal_lsn, read after every process has exited,
   over N);
+With --steady S, K long runs train at once instead, and what is reported is
+each training worker's commits and WAL per second over S seconds.
 With K = 0 no worker runs: the runs stay queued, and what is measured is
 their creation alone (POST/s, and the transactions and commits of a create).
 - the most connections to the database at once (pg_stat_activity, every 0.2 s);
@@ -216,6 +218,70 @@ def measure(admin_url: str, workers: int, n: int, batch: int, pooler: bool) -> d
     }
 
 
+def steady(admin_url: str, workers: int, seconds: float) -> dict[str, float]:
+    """K long runs training at once (spiral, 2 000 samples, 64 hidden units):
+    what each training worker costs the database per second, over `seconds`."""
+    name = f"twolayer_steady_{os.getpid()}_{workers}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    stats = text(
+        "SELECT xact_commit, pg_current_wal_lsn() AS lsn FROM pg_stat_database WHERE datname = :d"
+    )
+    epochs = text("SELECT count(*) FROM run_epoch")
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), url, workers, False)
+        try:
+            stack.start()
+            with httpx.Client(base_url=stack.base, timeout=60) as client:
+                dataset = client.post(
+                    "/datasets/samples", json={"kind": "spiral", "n_samples": 2000}
+                ).json()["id"]
+                long = {"hidden_units": 64, "epochs": 100_000, "batch_size": 64, "seed": 0}
+                ids = [
+                    client.post("/runs", json={"dataset_id": dataset, "hyperparameters": long})
+                    .raise_for_status()
+                    .json()["id"]
+                    for _ in range(workers)
+                ]
+                engine = create_engine(url)
+                with engine.connect() as c:
+                    running = text("SELECT count(*) FROM run WHERE status = 'running'")
+                    while c.execute(running).scalar_one() < workers:
+                        time.sleep(0.1)
+                        c.rollback()
+                    time.sleep(2)  # past the first checkpoint's and history's start
+                    c.rollback()
+                    with admin.connect() as a:
+                        before = a.execute(stats, {"d": name}).one()
+                    epochs_before = c.execute(epochs).scalar_one()
+                    c.rollback()
+                    time.sleep(seconds)
+                    with admin.connect() as a:
+                        after = a.execute(stats, {"d": name}).one()
+                    trained = c.execute(epochs).scalar_one() - epochs_before
+                engine.dispose()
+                with admin.connect() as c:
+                    wal = c.execute(
+                        text("SELECT pg_wal_lsn_diff(:a, :b)"), {"a": after.lsn, "b": before.lsn}
+                    ).scalar_one()
+                for run_id in ids:
+                    client.post(f"/runs/{run_id}/cancel")
+        finally:
+            stack.stop()
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+    per = workers * seconds
+    return {
+        "commits": (after.xact_commit - before.xact_commit) / per,
+        "wal": float(wal) / per,
+        "epochs": trained / per,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", default="1,2,4,8")
@@ -223,7 +289,17 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--batch", type=int, default=1, help="runs per POST (/runs:batch)")
     parser.add_argument("--pooler", action="store_true", help="through PgBouncer")
+    parser.add_argument(
+        "--steady", type=float, default=0, help="instead: K long runs for this many seconds"
+    )
     args = parser.parse_args()
+    if args.steady:
+        for k in (int(v) for v in args.workers.split(",")):
+            r = steady(args.postgres, k, args.steady)
+            print(f"K={k}: per training worker {r['commits']:.2f} commits/s, "
+                  f"{r['wal'] / 1024:.1f} KB/s of WAL, {r['epochs']:.0f} epochs/s "
+                  f"({r['wal'] / max(r['epochs'], 1):.0f} B of WAL an epoch)")  # fmt: skip
+        return
     print(f"{'K':>2} {'POST/s':>7} {'runs/s':>7} {'first s':>7} {'p50 s':>6} {'p95 s':>6} "
           f"{'commits':>8} {'tx':>5} {'WAL KB':>7} {'conns':>5} {'received':>8} "
           f"{'dropped':>7}")  # fmt: skip
