@@ -26,5 +26,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("run") as batch:
-        batch.drop_column("delivered_at")
+    # ALTER TABLE … DROP COLUMN, on SQLite too (3.35 and later): a batch copy of
+    # the table would drop it, and with foreign keys on its dependent rows with it
+    op.drop_column("run", "delivered_at")

@@ -28,6 +28,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_run_owner_name"), table_name="run")
-    with op.batch_alter_table("run") as batch:
-        batch.drop_column("seconds_per_epoch")
-        batch.drop_column("warnings")
+    # ALTER TABLE … DROP COLUMN, on SQLite too (3.35 and later): a batch copy of
+    # the table would drop it, and with foreign keys on its dependent rows with it
+    op.drop_column("run", "seconds_per_epoch")
+    op.drop_column("run", "warnings")

@@ -55,6 +55,9 @@ def _exclusive(database_url: str) -> Iterator[Connection]:
     try:
         with engine.connect() as connection:
             if url.get_backend_name() == "postgresql":
+                # read committed (whatever the server's default): a process that
+                # waited for the lock then sees the schema the other one committed
+                connection.execution_options(isolation_level="READ COMMITTED")
                 # held by the transaction the migrations then run in (Alembic joins a
                 # transaction it finds begun): the caller's commit, or the rollback
                 # when the connection closes, releases it. A session-level lock

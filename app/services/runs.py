@@ -85,11 +85,11 @@ def _create(
 ) -> list[RunView]:
     """One write transaction (the reads, the caps, the rows), then the delivery."""
     resolved = [_resolved(r.hyperparameters, i, batch) for i, r in enumerate(requests)]
-    now = utcnow()
     with db.write() as session:
         # counted in the writing transaction, with the owner's creations
         # serialised, so that concurrent requests cannot all pass the caps
         lock_owner(session, owner)
+        now = utcnow()  # once the lock is held: created (and queued) after those before
         dataset_ids = [_dataset_id(session, owner, r, i, batch) for i, r in enumerate(requests)]
         # held against deletion until the runs are written (a concurrent DELETE
         # /datasets/{id} would otherwise surface as a foreign-key error, a 500)
@@ -210,10 +210,16 @@ def _check_active_runs(session: Session, owner: str, limit: int, adding: int) ->
 def _check_warm_start(
     session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters, where: str
 ) -> None:
-    try:
-        owned(session, Run, run_id, owner, "run")
-    except NotFound:
-        raise NotFound(f"{where}run {run_id} (init_from_run_id) does not exist") from None
+    # held against deletion until the run is written, as its dataset is
+    source = None
+    if is_id(run_id):
+        source = session.scalars(
+            select(Run.id)
+            .where(Run.id == run_id, Run.owner == owner)
+            .with_for_update(read=True, key_share=True)
+        ).one_or_none()
+    if source is None:
+        raise NotFound(f"{where}run {run_id} (init_from_run_id) does not exist")
     stored = session.get(StoredModel, run_id)
     if stored is None:
         raise RunHasNoModel(f"{where}run {run_id} (init_from_run_id) has no weights to start from")

@@ -103,24 +103,39 @@ def broker_queue_id(app: Celery) -> str | None:
     return None if client is None else f"redis:{client.info('server')['run_id']}"
 
 
-def sweep_turn(app: Celery, seconds: float) -> bool:
+SWEEP_TURN_KEY = f"{QUEUE}:sweep-turn"
+# deletes the turn only if this sweeper holds it (another may have taken it since)
+_GIVE_BACK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+def sweep_turn(app: Celery, seconds: float, holder: str) -> bool:
     """Whether this sweeper sweeps now: one of all the sweepers on a Redis broker
     (the API's, every worker's) takes each turn of about `seconds`, so the
     database sees one sweep per interval however many workers there are, not
     one per worker. None is taken while Redis cannot be asked (nothing could be
-    sent again then either); another broker: every sweeper sweeps."""
+    sent again then either); another broker: every sweeper sweeps. `holder`
+    names this sweeper (the same at every call)."""
     client = _redis(app)
     if client is None:
         return True
     try:
-        return bool(
-            client.set(
-                f"{QUEUE}:sweep-turn", worker_identity(), nx=True, px=max(1, int(seconds * 900))
-            )
-        )
+        return bool(client.set(SWEEP_TURN_KEY, holder, nx=True, px=max(1, int(seconds * 900))))
     except Exception as exc:
         log.debug("no sweep turn: the broker cannot be asked (%s)", exc)
         return False
+
+
+def give_back_turn(app: Celery, holder: str) -> None:
+    """A sweep of this sweeper's turn failed (its database unreachable, say): the
+    turn goes back at once, for another sweeper to take, rather than staying
+    with one that keeps failing."""
+    client = _redis(app)
+    if client is None:
+        return
+    try:
+        client.eval(_GIVE_BACK, 1, SWEEP_TURN_KEY, holder)
+    except Exception as exc:
+        log.debug("the sweep turn not given back (%s); it expires", exc)
 
 
 # ------------------------------------------------------------- worker side
@@ -197,6 +212,7 @@ def _on_worker_shutting_down(**_: Any) -> None:
 def _on_worker_ready(**_: Any) -> None:
     settings = get_settings()
     app = _state["app"] = make_celery(settings)
+    holder = worker_identity()
     sweeper = Sweeper(
         # the main process keeps no connection: it is idle but for its sweeps,
         # which take turns (sweep_turn); the pool process keeps the worker's one
@@ -204,7 +220,8 @@ def _on_worker_ready(**_: Any) -> None:
         settings=settings,
         submit=lambda run_id: send_run(app, run_id),
         queue_id=lambda: broker_queue_id(app),
-        turn=lambda: sweep_turn(app, settings.sweep_interval_seconds),
+        turn=lambda: sweep_turn(app, settings.sweep_interval_seconds, holder),
+        give_back=lambda: give_back_turn(app, holder),
     )
     sweeper.start()
     _state["sweeper"] = sweeper

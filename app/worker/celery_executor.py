@@ -7,7 +7,14 @@ from typing import Any
 
 from app.core.settings import Settings
 from app.db.session import Database
-from app.worker.celery_app import broker_queue_id, make_celery, send_run, sweep_turn
+from app.worker.celery_app import (
+    broker_queue_id,
+    give_back_turn,
+    make_celery,
+    send_run,
+    sweep_turn,
+)
+from app.worker.lease import worker_identity
 from app.worker.sweeper import Sweeper
 
 
@@ -19,12 +26,14 @@ class CeleryExecutor:
 
     def start(self, db: Database) -> None:
         self._db = db  # the API process's own
+        holder = worker_identity()  # this sweeper's name in the turns it takes
         self._sweeper = Sweeper(
             db=self._db,
             settings=self.settings,
             submit=self.submit,
             queue_id=self.queue_id,
-            turn=lambda: sweep_turn(self.celery, self.settings.sweep_interval_seconds),
+            turn=lambda: sweep_turn(self.celery, self.settings.sweep_interval_seconds, holder),
+            give_back=lambda: give_back_turn(self.celery, holder),
         )
         self._sweeper.start()
 

@@ -25,6 +25,7 @@ taken with FOR UPDATE SKIP LOCKED and marked in the same transaction).
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -52,19 +53,31 @@ def deliver(*, db: Database, submit: Submit, run_id: str) -> bool:
 
 def deliver_all(*, db: Database, submit: Submit, run_ids: Sequence[str]) -> int:
     """deliver for many: each id sent, the deliveries recorded in one transaction
-    (one statement per queue that took them); how many the executor took."""
+    (one statement per queue that took them); how many the executor took. The
+    first refusal ends it: a broker that does not answer would cost its timeout
+    for every id; the ones not sent stay pending, and the sweeper sends them."""
     taken: dict[str, list[str]] = {}
-    for run_id in run_ids:
+    for n, run_id in enumerate(run_ids):
         try:
             taken.setdefault(submit(run_id) or "", []).append(run_id)
         except Exception as exc:  # the broker is down: the sweeper sends the rest later
-            log.warning("run %s not delivered now (%s); it will be sent again", run_id, exc)
+            log.warning(
+                "%d run(s) from %s on not delivered now (%s); they will be sent again",
+                len(run_ids) - n,
+                run_id,
+                exc,
+            )
+            break
     if taken:
         _record(db, taken)
     return sum(len(ids) for ids in taken.values())
 
 
 def _record(db: Database, taken: dict[str, list[str]]) -> None:
+    """Record the deliveries. They were sent, and their runs committed before: if
+    this fails, the sweeper sends them again later and the claim drops whichever
+    copy comes second, so the failure is logged, not raised (a client told of an
+    error would create its runs again)."""
     try:
         with db.write() as session:
             for queue, ids in taken.items():
@@ -75,15 +88,11 @@ def _record(db: Database, taken: dict[str, list[str]]) -> None:
                     .execution_options(synchronize_session=False)
                 )
     except DBAPIError as exc:
-        if not is_unavailable(exc):
-            raise
-        # sent, but not recorded as sent: a sweeper sends them again later, and
-        # the claim drops whichever copy comes second
-        log.warning(
-            "runs %s sent; their delivery not recorded (%s)",
-            ", ".join(i for ids in taken.values() for i in ids),
-            exc,
-        )
+        sent = ", ".join(i for ids in taken.values() for i in ids)
+        if is_unavailable(exc):
+            log.warning("runs %s sent; their delivery not recorded (%s)", sent, exc)
+        else:
+            log.exception("runs %s sent; recording their delivery failed", sent)
 
 
 def queued_run_ids(*, db: Database) -> list[str]:
@@ -162,9 +171,10 @@ class Sweeper:
         submit: Submit,
         queue_id: Callable[[], str | None] = lambda: None,
         turn: Callable[[], bool] = lambda: True,
+        give_back: Callable[[], None] = lambda: None,
     ) -> None:
         self.db, self.settings, self.submit, self.queue_id = db, settings, submit, queue_id
-        self.turn = turn
+        self.turn, self.give_back = turn, give_back
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="twolayer-sweeper", daemon=True)
 
@@ -177,7 +187,9 @@ class Sweeper:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        while not self._halt.wait(self.settings.sweep_interval_seconds):
+        # ±10 % of jitter: sweepers started together do not keep asking together
+        interval = self.settings.sweep_interval_seconds
+        while not self._halt.wait(interval * random.uniform(0.9, 1.1)):
             if not self.turn():
                 continue
             try:
@@ -186,3 +198,4 @@ class Sweeper:
                 )
             except Exception:
                 log.exception("sweep failed")
+                self.give_back()

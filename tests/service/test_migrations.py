@@ -294,3 +294,28 @@ def test_0009_computes_every_runs_reserved_bytes(database_url: str) -> None:
             assert owner_stored_bytes(session, "o") == budget
     finally:
         db.dispose()
+
+
+def test_downgrades_keep_what_depends_on_runs(database_url: str) -> None:
+    """Dropping run columns (0009's, 0008's) leaves the runs' models in place: on
+    SQLite a batch copy of the table, foreign keys on, took them with it."""
+    from tests.service.test_job import new_run
+
+    upgrade(database_url)
+    db = Database(database_url)
+    try:
+        from app.core.settings import Settings
+
+        run_id, _ = new_run(db, Settings(database_url=database_url))
+        with db.write() as session:
+            session.execute(
+                text("INSERT INTO model (run_id, epoch, data, created_at) VALUES (:r, 1, :d, :t)"),
+                {"r": run_id, "d": b"weights", "t": "2026-12-02 00:00:00"},
+            )
+        downgrade(database_url, "0007")
+        with db.read() as session:
+            assert session.execute(text("SELECT count(*) FROM model")).scalar_one() == 1
+            assert session.execute(text("SELECT count(*) FROM run")).scalar_one() == 1
+        upgrade(database_url)
+    finally:
+        db.dispose()

@@ -20,12 +20,15 @@ from sqlalchemy import func, select
 
 from app.core.errors import NotFound, TooManyRuns
 from app.core.settings import Settings, configure
+from app.db.arrays import load_dataset_arrays
 from app.db.base import utcnow
-from app.db.models import Dataset, Run
+from app.db.models import Dataset, Run, StoredModel
 from app.db.session import Database
 from app.main import create_app
+from app.nn import Hyperparameters, Trainer
 from app.services import datasets, runs
 from app.services.keys import revoke_keys
+from app.services.model_cache import ModelCache
 from tests.helpers import TWOLAYER, start_serve
 from tests.service.conftest import (
     RecordingExecutor,
@@ -213,15 +216,22 @@ def test_concurrent_run_creation_never_passes_the_cap(settings: Settings) -> Non
 def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The dataset is read in the writing transaction and held there: a DELETE
-    that commits just before it gives NotFound, not a foreign-key error (a
-    500), and no run is written."""
+    """A DELETE /datasets/{id} that commits while the run is being created (once
+    the creation holds the owner's lock: on SQLite before its first statement,
+    which takes the write lock) never makes a foreign-key error, a 500: the
+    creation reads the dataset afterwards, answers NotFound and writes nothing."""
     db = Database(settings.database_url)
     try:
         dataset = carols_dataset(db, settings)
 
-        def delete_then_stamp() -> Any:  # runs between the read and the write
-            datasets.delete_dataset(db=db, owner="carol", dataset_id=dataset.id)
+        def delete_then_stamp() -> Any:  # in the creation's transaction, before its reads
+            deleting = threading.Thread(
+                target=datasets.delete_dataset,
+                kwargs={"db": db, "owner": "carol", "dataset_id": dataset.id},
+            )
+            deleting.start()
+            deleting.join(timeout=10)
+            assert not deleting.is_alive()  # it did not wait for the creation
             return utcnow()
 
         monkeypatch.setattr(runs, "utcnow", delete_then_stamp)
@@ -229,6 +239,7 @@ def test_a_dataset_deleted_while_a_run_is_created_is_a_404(
             create_carols_run(db, settings, dataset.id)
         with db.read() as session:
             assert session.scalar(select(func.count()).select_from(Run)) == 0
+            assert session.get(Dataset, dataset.id) is None
     finally:
         db.dispose()
 
@@ -419,3 +430,54 @@ def test_an_unexpected_error_is_a_500_problem_without_a_trace(
     assert body["detail"] == "an unexpected error occurred"
     assert "secret internals" not in response.text
     assert "RuntimeError" not in response.text
+
+
+def test_a_warm_start_source_deleted_during_the_creation_waits_for_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run a new one starts from is held (FOR KEY SHARE on PostgreSQL, the
+    write lock on SQLite) from its check to the insert: a DELETE of it in
+    between waits for the creation, which succeeds, instead of the insert
+    meeting a foreign-key error (a 500)."""
+    db = Database(settings.database_url)
+    try:
+        dataset = carols_dataset(db, settings)
+        create_carols_run(db, settings, dataset.id)
+        arrays = load_dataset_arrays(db=db, dataset_id=dataset.id)
+        model = Trainer(arrays.X.T, arrays.Y, Hyperparameters(epochs=1)).run().model
+        with db.write() as session:
+            source = session.scalars(select(Run.id)).one()
+            session.add(StoredModel(run_id=source, epoch=1, data=model.to_bytes()))
+        queued_run = runs._queued_run
+        deleting: list[threading.Thread] = []
+
+        def delete_then_queue(*args: Any) -> Any:  # after the checks, before the insert
+            thread = threading.Thread(
+                target=runs.delete_run,
+                kwargs={"db": db, "cache": ModelCache(1, 1), "owner": "carol", "run_id": source},
+            )
+            thread.start()
+            thread.join(timeout=1)
+            assert thread.is_alive()  # waiting for the creation's transaction
+            deleting.append(thread)
+            return queued_run(*args)
+
+        monkeypatch.setattr(runs, "_queued_run", delete_then_queue)
+        view = runs.create_run(
+            db=db,
+            settings=settings,
+            executor=RecordingExecutor(),
+            owner="carol",
+            dataset_id=dataset.id,
+            name=None,
+            init_from_run_id=source,
+            hyperparameters={"epochs": 5},
+        )
+        deleting[0].join(timeout=30)
+        with db.read() as session:
+            assert session.get(Run, source) is None  # deleted once the creation committed
+            made = session.get(Run, view.run.id)
+            assert made is not None
+            assert made.init_from_run_id is None  # the delete let go of it
+    finally:
+        db.dispose()

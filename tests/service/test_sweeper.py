@@ -7,21 +7,24 @@ live queue left alone, however long they wait."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import update
 
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.models import Run
 from app.db.session import Database
+from app.worker.celery_app import SWEEP_TURN_KEY, give_back_turn, make_celery, sweep_turn
 from app.worker.lease import claim_run
 from app.worker.lease import gave_up as gave_up_after
-from app.worker.sweeper import PENDING_SECONDS, deliver, sweep_once
+from app.worker.sweeper import PENDING_SECONDS, Sweeper, deliver, deliver_all, sweep_once
 from tests.service.test_job import new_run
 
 
@@ -158,3 +161,69 @@ def test_two_sweepers_at_once_send_each_lost_message_once(settings: Settings, db
     for t in threads:
         t.join(30)
     assert sorted(sent) == sorted(ids)
+
+
+def test_a_failed_sweep_gives_its_turn_back(settings: Settings, db: Database) -> None:
+    """A sweeper whose sweeps fail (its database unreachable) hands the turn back
+    at once instead of keeping it from the sweepers that could sweep."""
+    given_back = threading.Event()
+    failing = Database("sqlite:///nonexistent-dir/\0bad")  # every statement fails
+    sweeper = Sweeper(
+        db=failing,
+        settings=settings,
+        submit=lambda _: "q",
+        turn=lambda: True,
+        give_back=given_back.set,
+    )
+    sweeper.start()
+    try:
+        assert given_back.wait(10)
+    finally:
+        sweeper.stop()
+        failing.dispose()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TWOLAYER_TEST_REDIS_URL"), reason="needs TWOLAYER_TEST_REDIS_URL"
+)
+def test_sweepers_on_one_redis_take_turns(settings: Settings) -> None:
+    """One turn per ~interval among all the sweepers on a Redis broker; a turn
+    given back is free at once, and only its holder can give it back."""
+    app = make_celery(
+        settings.model_copy(update={"broker_url": os.environ["TWOLAYER_TEST_REDIS_URL"]})
+    )
+    client = redis.Redis.from_url(os.environ["TWOLAYER_TEST_REDIS_URL"])
+    client.delete(SWEEP_TURN_KEY)
+    try:
+        assert sweep_turn(app, 0.5, "me")
+        assert not sweep_turn(app, 0.5, "me")  # taken, by this process or another
+        give_back_turn(app, "me")
+        assert sweep_turn(app, 0.5, "me")  # free again at once
+        client.set(SWEEP_TURN_KEY, "another-sweeper", px=5000)
+        give_back_turn(app, "me")  # not this sweeper's: left alone
+        assert client.get(SWEEP_TURN_KEY) == b"another-sweeper"
+        client.pexpire(SWEEP_TURN_KEY, 1)
+        time.sleep(0.05)
+        assert sweep_turn(app, 0.5, "me")  # an expired turn is free
+        assert 0 < int(client.pttl(SWEEP_TURN_KEY)) <= 450
+    finally:
+        client.delete(SWEEP_TURN_KEY)
+
+
+def test_many_deliveries_stop_at_the_first_refusal(settings: Settings, db: Database) -> None:
+    """A broker that refuses (or does not answer) is asked once, not once per run:
+    the runs after it stay undelivered, for the sweeper to send."""
+    ids = [new_run(db, settings, seed=s)[0] for s in range(4)]
+    for run_id in ids:
+        set_run(db, run_id, delivered_to=None)
+    asked: list[str] = []
+
+    def flaky(run_id: str) -> str:
+        asked.append(run_id)
+        if len(asked) == 2:
+            raise ConnectionError("broker down")
+        return "q"
+
+    assert deliver_all(db=db, submit=flaky, run_ids=ids) == 1
+    assert asked == ids[:2]
+    assert [get_run(db, r).delivered_to for r in ids] == ["q", None, None, None]
