@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,13 +119,19 @@ class Stack:
         )
 
 
-def measure(admin_url: str, workers: int, n: int, batch: int, pooler: bool) -> dict[str, Any]:
-    name = f"twolayer_scale_{os.getpid()}_{workers}"
+def fresh_database(admin_url: str, name: str) -> tuple[Engine, str]:
+    """An empty database of this name on the server (dropped first if there);
+    the server's admin engine (drop it with it) and the database's URL."""
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    return admin, make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def measure(admin_url: str, workers: int, n: int, batch: int, pooler: bool) -> dict[str, Any]:
+    name = f"twolayer_scale_{os.getpid()}_{workers}"
+    admin, url = fresh_database(admin_url, name)
     stats = text(
         "SELECT xact_commit, xact_rollback, pg_current_wal_lsn() AS lsn "
         "FROM pg_stat_database WHERE datname = :d"
@@ -222,11 +228,7 @@ def steady(admin_url: str, workers: int, seconds: float) -> dict[str, float]:
     """K long runs training at once (spiral, 2 000 samples, 64 hidden units):
     what each training worker costs the database per second, over `seconds`."""
     name = f"twolayer_steady_{os.getpid()}_{workers}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    admin, url = fresh_database(admin_url, name)
     stats = text(
         "SELECT xact_commit, pg_current_wal_lsn() AS lsn FROM pg_stat_database WHERE datname = :d"
     )

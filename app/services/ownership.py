@@ -15,8 +15,11 @@ from app.db.session import Database
 Owned = TypeVar("Owned", Dataset, Run)
 
 
-def owned(session: Session, model: type[Owned], row_id: str, owner: str, what: str) -> Owned:
+def owned(
+    session: Session, model: type[Owned], row_id: str, owner: str, what: str, *, hold: bool = False
+) -> Owned:
     """The owner's row, or NotFound; ids that could name no row are not even queried.
+    `hold`: held against deletion (FOR KEY SHARE) until the transaction ends.
 
     One query, `WHERE id = :id AND owner = :owner`: the database answers no row
     for another owner's id exactly as for a missing one, so the two paths do the
@@ -26,6 +29,8 @@ def owned(session: Session, model: type[Owned], row_id: str, owner: str, what: s
     row = None
     if is_id(row_id):
         query = select(model).where(model.id == row_id, model.owner == owner)
+        if hold:
+            query = query.with_for_update(read=True, key_share=True)
         row = session.scalars(query).one_or_none()
     if row is None:
         raise NotFound(f"{what} {row_id} does not exist")

@@ -84,21 +84,23 @@ def _create(
     batch: bool = False,
 ) -> list[RunView]:
     """One write transaction (the reads, the caps, the rows), then the delivery."""
-    resolved = [_resolved(r.hyperparameters, i, batch) for i, r in enumerate(requests)]
+    wheres = [f"runs[{i}]: " if batch else "" for i in range(len(requests))]
+    resolved = [_resolved(r.hyperparameters, w) for r, w in zip(requests, wheres, strict=True)]
     with db.write() as session:
         # counted in the writing transaction, with the owner's creations
         # serialised, so that concurrent requests cannot all pass the caps
         lock_owner(session, owner)
         now = utcnow()  # once the lock is held: created (and queued) after those before
-        dataset_ids = [_dataset_id(session, owner, r, i, batch) for i, r in enumerate(requests)]
+        dataset_ids = [
+            _dataset_id(session, owner, r, w) for r, w in zip(requests, wheres, strict=True)
+        ]
         # held against deletion until the runs are written (a concurrent DELETE
         # /datasets/{id} would otherwise surface as a foreign-key error, a 500)
         datasets = _datasets(session, owner, dataset_ids)
         runs, stored = [], 0
-        for i, (request, dataset_id, hp) in enumerate(
-            zip(requests, dataset_ids, resolved, strict=True)
+        for i, (request, where, dataset_id, hp) in enumerate(
+            zip(requests, wheres, dataset_ids, resolved, strict=True)
         ):
-            where = f"runs[{i}]: " if batch else ""
             dataset = datasets.get(dataset_id)
             if dataset is None:
                 raise NotFound(f"{where}dataset {dataset_id} does not exist")
@@ -117,21 +119,21 @@ def _create(
     return [RunView(run, queued + i + 1) for i, run in enumerate(runs)]
 
 
-def _resolved(hyperparameters: dict[str, Any], i: int, batch: bool) -> Hyperparameters:
+def _resolved(hyperparameters: dict[str, Any], where: str) -> Hyperparameters:
     try:
         return Hyperparameters(**hyperparameters).resolved()
     except ValueError as exc:
-        raise Invalid(f"runs[{i}]: {exc}" if batch else str(exc)) from None
+        raise Invalid(f"{where}{exc}") from None
 
 
-def _dataset_id(session: Session, owner: str, request: RunRequest, i: int, batch: bool) -> str:
+def _dataset_id(session: Session, owner: str, request: RunRequest, where: str) -> str:
     if request.dataset_id is not None:
         return request.dataset_id
     assert request.dataset_name is not None  # the request schema asks for exactly one
     try:
         return newest_named_in(session, Dataset, owner, request.dataset_name, "dataset")
     except NotFound as exc:
-        raise NotFound(f"runs[{i}]: {exc}" if batch else str(exc)) from None
+        raise NotFound(f"{where}{exc}") from None
 
 
 def _datasets(session: Session, owner: str, dataset_ids: Sequence[str]) -> dict[str, Dataset]:
@@ -210,16 +212,10 @@ def _check_active_runs(session: Session, owner: str, limit: int, adding: int) ->
 def _check_warm_start(
     session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters, where: str
 ) -> None:
-    # held against deletion until the run is written, as its dataset is
-    source = None
-    if is_id(run_id):
-        source = session.scalars(
-            select(Run.id)
-            .where(Run.id == run_id, Run.owner == owner)
-            .with_for_update(read=True, key_share=True)
-        ).one_or_none()
-    if source is None:
-        raise NotFound(f"{where}run {run_id} (init_from_run_id) does not exist")
+    try:  # held against deletion until the run is written, as its dataset is
+        owned(session, Run, run_id, owner, "run", hold=True)
+    except NotFound:
+        raise NotFound(f"{where}run {run_id} (init_from_run_id) does not exist") from None
     stored = session.get(StoredModel, run_id)
     if stored is None:
         raise RunHasNoModel(f"{where}run {run_id} (init_from_run_id) has no weights to start from")

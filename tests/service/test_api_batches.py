@@ -25,6 +25,7 @@ from app.schemas.batches import MAX_BATCH_RUNS
 from app.services import runs
 from app.services.runs import RunRequest
 from tests.service.conftest import RecordingExecutor, problem_of, sample_dataset
+from tests.service.test_api_runs import runs_total
 from tests.service.test_security import carols_dataset
 
 
@@ -32,11 +33,6 @@ from tests.service.test_security import carols_dataset
 def settings(settings: Settings) -> Settings:
     """The shared settings with a work limit that a 4 096-unit run is over."""
     return settings.model_copy(update={"max_work": 10**8})
-
-
-def total(api: TestClient) -> int:
-    n: int = api.get("/runs").json()["total"]
-    return n
 
 
 def test_a_batch_queues_every_run_in_its_order(
@@ -99,7 +95,7 @@ def test_one_bad_run_refuses_the_batch_naming_it_and_writes_nothing(
             assert body["detail"].startswith(detail), body
         else:
             assert body["type"] == "/problems/validation", body
-    assert total(api) == 0
+    assert runs_total(api) == 0
     assert recorder.submitted == []
 
 
@@ -117,11 +113,11 @@ def test_the_active_run_cap_counts_the_whole_batch(capped: TestClient) -> None:
     run = {"dataset_id": dataset["id"]}
     body = problem_of(capped.post("/runs:batch", json={"runs": [run] * 4}), 429)
     assert "4 more were asked for" in body["detail"]
-    assert total(capped) == 0
+    assert runs_total(capped) == 0
     assert capped.post("/runs:batch", json={"runs": [run] * 2}).status_code == 202
     problem_of(capped.post("/runs:batch", json={"runs": [run] * 2}), 429)
     assert capped.post("/runs:batch", json={"runs": [run]}).status_code == 202
-    assert total(capped) == 3
+    assert runs_total(capped) == 3
 
 
 def test_concurrent_batches_never_pass_the_cap(capped: TestClient) -> None:
@@ -137,7 +133,7 @@ def test_concurrent_batches_never_pass_the_cap(capped: TestClient) -> None:
 
     with ThreadPoolExecutor(2) as pool:
         assert sorted(pool.map(post, range(2))) == [202, 429]
-    assert total(capped) == 2
+    assert runs_total(capped) == 2
 
 
 def test_a_batch_over_the_storage_budget_is_413(
@@ -154,7 +150,7 @@ def test_a_batch_over_the_storage_budget_is_413(
         run = {"dataset_id": dataset["id"], "hyperparameters": {"hidden_units": 512}}
         body = problem_of(api.post("/runs:batch", json={"runs": [run] * 3}), 413)
         assert "budget" in body["detail"]
-        assert total(api) == 0
+        assert runs_total(api) == 0
         assert api.post("/runs:batch", json={"runs": [run] * 2}).status_code == 202
 
 
@@ -179,18 +175,18 @@ def test_a_batch_is_written_whole_or_not_at_all(
         "unknown-field": {"dataset_id": dataset["id"], "epoch": 3},
         "too-big": {"dataset_id": dataset["id"], "hyperparameters": {"hidden_units": 4096}},
     }
-    before, sent = total(api), len(recorder.submitted)
+    before, sent = runs_total(api), len(recorder.submitted)
     response = api.post("/runs:batch", json={"runs": [shapes[k] for k in kinds]})
     if set(kinds) <= {"good", "by-name"}:
         assert response.status_code == 202, response.text
         ids = [r["id"] for r in response.json()["items"]]
         assert len(ids) == len(kinds)
         assert recorder.submitted[sent:] == ids
-        assert total(api) == before + len(kinds)
+        assert runs_total(api) == before + len(kinds)
     else:
         problem_of(response, response.status_code)
         assert 400 <= response.status_code < 500
-        assert total(api) == before
+        assert runs_total(api) == before
         assert recorder.submitted[sent:] == []
     for run in api.get("/runs", params={"status": "queued", "limit": 100}).json()["items"]:
         assert api.post(f"/runs/{run['id']}/cancel").status_code == 202  # room for the next
