@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import app as package
-from app.api import batches, datasets, docs, health, predict, runs, ui
+from app.api import batches, datasets, docs, health, predict, registry, runs, ui
 from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.openapi import build_openapi, operation_id
@@ -79,7 +79,7 @@ def create_app(
     # first: routes match in order (served by plain routes, documented by the routers)
     app.router.routes.extend([*predict.routes, *datasets.routes])
     routers = (
-        *(health.router, runs.router, batches.router, datasets.router),
+        *(health.router, runs.router, batches.router, datasets.router, registry.router),
         *(docs.router, ui.router, ui.root_router),
     )
     for router in routers:

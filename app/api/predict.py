@@ -87,7 +87,10 @@ async def decode(request: Request, model: type[R], stack: AsyncExitStack) -> tup
 def json_response(result: prediction.Prediction) -> Response:
     """The PredictResponse document. The service built it from plain floats and the
     dataset's own labels, so it is serialised without validating it again."""
-    body = {"run_id": result.run_id, "probabilities": result.probabilities, "labels": result.labels}
+    body: dict[str, object] = {"run_id": result.run_id}
+    if result.model is not None:
+        body["model"] = result.model
+    body["probabilities"], body["labels"] = result.probabilities, result.labels
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -102,6 +105,7 @@ async def _predict(request: Request, model: type[R], run_id: str | None) -> Resp
             owner=owner,
             run_id=run_id if run_id is not None else getattr(body, "run_id", None),
             run_name=getattr(body, "run_name", None),
+            model_ref=getattr(body, "model", None),
             instances=instances,
             threshold=body.threshold,
         )

@@ -20,6 +20,7 @@ from app.core.errors import (
     NotTwoFeatures,
     RunEnded,
     RunHasNoModel,
+    RunInRegistry,
     StorageFull,
     TooManyRuns,
     Unauthorized,
@@ -140,7 +141,7 @@ async def get_run(run_id: RunId, db: DatabaseDep, owner: OwnerDep) -> RunRead:
     "/{run_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a run",
-    responses=problems(NotFound),
+    responses=problems(NotFound, RunInRegistry),
 )
 async def delete_run(run_id: RunId, db: DatabaseDep, cache: CacheDep, owner: OwnerDep) -> Response:
     """The run, its history and weights; a worker training it stops."""

@@ -45,6 +45,26 @@ class RunHasNoModel(Conflict):
     example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has no weights yet (queued)"
 
 
+class RunInRegistry(Conflict):
+    type = "/problems/run-in-registry"
+    example = "run 9b2f… is version 3 of model 'moons'; delete the version first"
+
+
+class ModelExists(Conflict):
+    type = "/problems/model-exists"
+    example = "a model named 'moons' exists already"
+
+
+class VersionHasAlias(Conflict):
+    type = "/problems/version-has-alias"
+    example = "version 3 of model 'moons' is aliased champion; move or delete the alias first"
+
+
+class RunNotSucceeded(Conflict):
+    type = "/problems/run-not-succeeded"
+    example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has not succeeded (running)"
+
+
 class RunEnded(Conflict):
     type = "/problems/run-ended"
     example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has already ended (succeeded)"

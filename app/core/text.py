@@ -31,3 +31,15 @@ def text_problem(
     except UnicodeEncodeError:
         return f"{what} contains a lone surrogate, which is not Unicode text"
     return None
+
+
+# The registry's names go in paths (/models/{name}, /v2/models/{name}) and in
+# references ("name", "name@3", "name@champion"): letters, digits and . _ -,
+# starting with a letter or digit. An alias starts with a letter or _ (a
+# reference's digits are a version) and is never "latest" (the newest version).
+MODEL_NAME_MAX = 100
+MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+ALIAS_MAX = 64
+ALIAS = r"[A-Za-z_][A-Za-z0-9_-]{0,63}"
+LATEST = "latest"
+MODEL_REF = rf"^{MODEL_NAME}(@([1-9][0-9]{{0,8}}|{ALIAS}))?$"

@@ -1,5 +1,6 @@
 """The tables (docs/design.md, "Storage"): dataset, dataset_chunk, run, run_epoch,
-model, checkpoint, api_key, server_secret."""
+model, checkpoint, api_key, server_secret, and the registry's registered_model,
+model_version and model_alias."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -169,3 +172,62 @@ class Checkpoint(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RegisteredModel(Base):
+    """A named model of an owner (the registry): its versions and aliases.
+    `versions_made` only grows, so a version number is never given twice."""
+
+    __tablename__ = "registered_model"
+    __table_args__ = (UniqueConstraint("owner", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    versions_made: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelVersion(Base):
+    """Version N of a registered model: a succeeded run, fixed at registration with
+    what it was trained on (the run may not be deleted while a version uses it)."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (Index(None, "run_id"),)
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id", ondelete="RESTRICT"))
+    description: Mapped[str | None] = mapped_column(Text)
+    dataset_id: Mapped[str] = mapped_column(String(36))
+    feature_names: Mapped[list[str]] = mapped_column(JSON)
+    label_name: Mapped[str] = mapped_column(String(200))
+    classes: Mapped[list[Any]] = mapped_column(JSON)
+    standardized: Mapped[bool] = mapped_column(Boolean)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelAlias(Base):
+    """A name (champion, staging, …) for one version of a registered model; a
+    version an alias points at may not be deleted."""
+
+    __tablename__ = "model_alias"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["model_id", "version"],
+            ["model_version.model_id", "model_version.version"],
+        ),  # NO ACTION, checked at the statement's end: a model's delete cascades to both
+    )
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("registered_model.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -73,10 +73,10 @@ def explain_unknown_fields(
     return errors
 
 
-def exactly_one(model: BaseModel, first: str, second: str) -> None:
-    """ValueError unless exactly one of the two fields is given (a oneOf of the schema)."""
-    if (getattr(model, first) is None) == (getattr(model, second) is None):
-        raise ValueError(f"give exactly one of {first} and {second}")
+def exactly_one(model: BaseModel, *fields: str) -> None:
+    """ValueError unless exactly one of the fields is given (a oneOf of the schema)."""
+    if sum(getattr(model, name) is not None for name in fields) != 1:
+        raise ValueError(f"give exactly one of {', '.join(fields[:-1])} and {fields[-1]}")
 
 
 class Problem(BaseModel):

@@ -20,6 +20,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.core.settings import get_settings
+from app.core.text import ALIAS_MAX, MODEL_NAME_MAX, MODEL_REF
 from app.nn.model import DEFAULT_THRESHOLD, THRESHOLD
 from app.schemas.common import (
     FiniteFloat,
@@ -33,6 +34,12 @@ from app.schemas.common import (
 )
 from app.schemas.runs import EXAMPLE_RUN_ID, TOUR_RUN_NAME
 
+ModelRef = Annotated[
+    str,
+    Field(
+        max_length=MODEL_NAME_MAX + 1 + ALIAS_MAX, pattern=MODEL_REF, examples=["moons@champion"]
+    ),
+]
 TOUR_INSTANCES: Any = [[0.0, 1.0], [1.0, -0.5]]  # a point of each moon
 Row = Annotated[
     list[FiniteFloat],
@@ -74,26 +81,36 @@ def check_instances(widths: Sequence[int]) -> int:
 
 
 class PredictRequest(RunPredictRequest):
-    """Rows of features to predict, and the run whose weights answer: by id, or by
-    name (the owner's newest run of that name)."""
+    """Rows of features to predict, and the run whose weights answer: by id, by
+    name (the owner's newest run of that name), or a registered model's version
+    (`name`, `name@3`, `name@champion`)."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {"run_name": TOUR_RUN_NAME, "instances": TOUR_INSTANCES, "threshold": 0.5}
             ],
-            "oneOf": [{"required": ["run_id"]}, {"required": ["run_name"]}],
+            "oneOf": [
+                {"required": ["run_id"]},
+                {"required": ["run_name"]},
+                {"required": ["model"]},
+            ],
         },
     )
 
-    run_id: Id | None = Field(None, description="the run, by id (or give run_name)")
+    run_id: Id | None = Field(None, description="the run, by id (or give run_name or model)")
     run_name: Name | None = Field(
         None, description="the run, by name: your newest run of this name (or give run_id)"
+    )
+    model: ModelRef | None = Field(
+        None,
+        description="a registered model's version: `name` (its newest), `name@3`, or "
+        "`name@alias`; resolved at each request, so a moved alias answers at once",
     )
 
     @model_validator(mode="after")
     def _one_run(self) -> PredictRequest:
-        exactly_one(self, "run_id", "run_name")
+        exactly_one(self, "run_id", "run_name", "model")
         return self
 
 
@@ -109,6 +126,9 @@ class PredictResponse(BaseModel):
     )
 
     run_id: str = Field(description="the run whose weights answered")
+    model: str | None = Field(
+        None, description="`name@version` that answered, when the request named a model"
+    )
     probabilities: list[float] = Field(description="ŷ = σ(Z2) for each row")
     labels: list[StoredLabel] = Field(
         description="for each row, the dataset's positive class where ŷ ≥ threshold, else "

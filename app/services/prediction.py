@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from app.db.session import Database
 from app.nn import Model
 from app.nn.preprocessing import Label
 from app.services.model_cache import ModelCache
+from app.services.registry import resolve
 from app.services.runs import find_run, get_model
 
 # Up to this many rows the forward pass (tens of microseconds) runs on the
@@ -24,6 +25,7 @@ class Prediction:
     run_id: str
     probabilities: list[float]
     labels: list[Label]
+    model: str | None = None  # "name@version", when a registered model was asked for
 
 
 def _forward(model: Model, run_id: str, instances: np.ndarray, threshold: float) -> Prediction:
@@ -48,17 +50,25 @@ async def predict(
     owner: str,
     run_id: str | None,
     run_name: str | None = None,
+    model_ref: str | None = None,
     instances: np.ndarray,
     threshold: float,
 ) -> Prediction:
     """ŷ and labels for `instances` (m, n_features) float64, from the run given by id,
-    or by name (the owner's newest run of it)."""
-    if run_id is None:
+    by name (the owner's newest run of it), or by a registered model's reference
+    (resolved in the database now: no process answers from a stale alias)."""
+    version: str | None = None
+    if model_ref is not None:
+        resolved = await asyncio.to_thread(resolve, db=db, owner=owner, ref=model_ref)
+        run_id, version = resolved.run_id, f"{resolved.name}@{resolved.version}"
+    elif run_id is None:
         assert run_name is not None  # the request schema asks for exactly one
         run_id = await asyncio.to_thread(find_run, db=db, owner=owner, name=run_name)
     model = cache.get(run_id, owner)
     if model is None:
         model = await asyncio.to_thread(get_model, db=db, cache=cache, owner=owner, run_id=run_id)
     if len(instances) <= INLINE_ROWS:
-        return _forward(model, run_id, instances, threshold)
-    return await asyncio.to_thread(_forward, model, run_id, instances, threshold)
+        result = _forward(model, run_id, instances, threshold)
+    else:
+        result = await asyncio.to_thread(_forward, model, run_id, instances, threshold)
+    return result if version is None else replace(result, model=version)

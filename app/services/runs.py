@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, TooManyRuns
+from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, RunInRegistry, TooManyRuns
 from app.core.ids import is_id, new_id
 from app.core.settings import Settings
 from app.db.base import utcnow
@@ -21,6 +21,7 @@ from app.nn.checkpoint import stored_bytes
 from app.nn.model import check_warm_start
 from app.services.model_cache import ModelCache
 from app.services.ownership import newest_named, newest_named_in, owned
+from app.services.registry import versions_of_run
 from app.services.storage import MiB, check_budget, lock_owner
 from app.worker.executor import Executor
 from app.worker.sweeper import deliver_all
@@ -302,6 +303,10 @@ def delete_run(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> N
     """Delete a run and everything it owns; a worker training it loses its lease and stops."""
     with db.write() as session:
         run = _owned(session, run_id, owner)
+        if versions := versions_of_run(session, run_id):
+            raise RunInRegistry(
+                f"run {run_id} is registered as {', '.join(versions)}; delete those versions first"
+            )
         session.execute(
             update(Run).where(Run.init_from_run_id == run_id).values(init_from_run_id=None)
         )

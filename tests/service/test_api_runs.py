@@ -262,7 +262,7 @@ def test_datasets_and_runs_by_name(api: TestClient, recorder: RecordingExecutor)
     rows = {"instances": [[0.0, 0.0]]}
     for body in ({**rows, "run_id": by_name.json()["id"], "run_name": "n"}, rows):
         detail = problem_of(api.post("/predict", json=body), 422)["detail"]
-        assert "exactly one of run_id and run_name" in detail
+        assert "exactly one of run_id, run_name and model" in detail
     assert (
         "no run is named"
         in problem_of(api.post("/predict", json={**rows, "run_name": "nothing"}), 404)["detail"]

@@ -115,6 +115,7 @@ def test_the_limits_the_server_enforces_are_in_the_schema(
     assert schemas["PredictRequest"]["oneOf"] == [
         {"required": ["run_id"]},
         {"required": ["run_name"]},
+        {"required": ["model"]},
     ]
 
 
