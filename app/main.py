@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import app as package
-from app.api import batches, datasets, docs, health, predict, registry, runs, ui
+from app.api import batches, datasets, docs, health, predict, registry, runs, ui, v2
 from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.openapi import build_openapi, operation_id
@@ -77,9 +77,9 @@ def create_app(
     )
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     # first: routes match in order (served by plain routes, documented by the routers)
-    app.router.routes.extend([*predict.routes, *datasets.routes])
+    app.router.routes.extend([*predict.routes, *v2.routes, *datasets.routes])
     routers = (
-        *(health.router, runs.router, batches.router, datasets.router, registry.router),
+        *(health.router, runs.router, batches.router, datasets.router, registry.router, v2.router),
         *(docs.router, ui.router, ui.root_router),
     )
     for router in routers:
@@ -88,7 +88,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            routes = [*app.routes, *predict.docs.routes]
+            routes = [*app.routes, *predict.docs.routes, *v2.docs.routes]
             app.openapi_schema = build_openapi(app, settings, routes)
         return app.openapi_schema
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.problems import on_database_error, on_domain_error
+from app.api.problems import in_request_shape, on_database_error, on_domain_error
 from app.core.errors import Unauthorized
 from app.db.models import OWNER_LOCAL
 from app.services.keys import authenticate
@@ -50,7 +50,10 @@ class KeyCache:
 
 # The dashboard's page shells (/ui, app.api.ui) hold no owner data: a browser's
 # navigation cannot send the key, so the pages' scripts send it with each call.
-OPEN_PATHS = frozenset({"/", "/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui"})
+OPEN_PATHS = frozenset(
+    {"/", "/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui"}
+    | {"/v2/health/live", "/v2/health/ready"}  # probes, as /health and /ready
+)
 OPEN_PREFIXES = ("/static/", "/ui/")
 _OWNER = "owner"  # where AuthGate leaves the owner, in the request's state
 
@@ -91,11 +94,13 @@ class AuthGate:
         try:
             owner = await authenticate_headers(scope["app"].state, Headers(scope=scope))
         except Unauthorized as exc:
-            response = await on_domain_error(Request(scope), exc)
+            request = Request(scope)
+            response = in_request_shape(request, await on_domain_error(request, exc))
             await response(scope, receive, send)
             return
         except DBAPIError as exc:  # outside the app: its handlers cannot answer this
-            response = await on_database_error(Request(scope), exc)
+            request = Request(scope)
+            response = in_request_shape(request, await on_database_error(request, exc))
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})[_OWNER] = owner

@@ -7,9 +7,10 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.problems import problem_response
+from app.api.problems import in_request_shape, problem_response
 from app.core.errors import DomainError, RequestTimeout, TooLarge
 
 UPLOAD_ENVELOPE_BYTES = 1024 * 1024
@@ -57,6 +58,7 @@ class BodyLimit:
                         else "invalid Content-Length",
                         type_="/problems/too-large" if status == 413 else "about:blank",
                     )
+                    response = in_request_shape(Request(scope), response)
                     await response(scope, receive, send)
                     return
         received = 0
@@ -73,7 +75,7 @@ class BodyLimit:
                 type_=refused.type,
                 headers=refused.headers,
             )
-            await response(scope, receive, send)
+            await in_request_shape(Request(scope), response)(scope, receive, send)
 
         async def limited() -> MutableMapping[str, Any]:
             nonlocal received, complete, refused

@@ -16,9 +16,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
+from app.api.problems import speaks_protocol
 from app.core.errors import DatabaseUnavailable, RequestTimeout, TooLarge, Unauthorized
 from app.core.settings import Settings
 from app.schemas.common import Problem, add_example, problem_answer, problem_example
+from app.schemas.v2 import ProtocolError
 
 RENAMED = {
     "Body_upload_file": "FileUpload",
@@ -162,6 +164,31 @@ def _document_problems(spec: dict[str, Any]) -> None:
                     add_example(responses[str(status)], example)
                 else:
                     responses[str(status)] = problem_answer(example)
+    _protocol_errors(spec)
     schemas = spec["components"]["schemas"]
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+
+
+def _protocol_errors(spec: dict[str, Any]) -> None:
+    """Under /v2 the same errors answer in the Open Inference Protocol's shape,
+    `{"error": detail}` as application/json (app.api.problems.in_request_shape)."""
+    spec["components"]["schemas"]["ProtocolError"] = ProtocolError.model_json_schema()
+    for path, operations in spec.get("paths", {}).items():
+        if not speaks_protocol(path):
+            continue
+        for operation in operations.values():
+            for status, answer in operation.get("responses", {}).items():
+                problem = answer.get("content", {}).get("application/problem+json")
+                if int(status) < 400 or problem is None:
+                    continue
+                examples = {
+                    name: {"value": {"error": example["value"]["detail"]}}
+                    for name, example in problem["examples"].items()
+                }
+                answer["content"] = {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/ProtocolError"},
+                        "examples": examples,
+                    }
+                }

@@ -3,6 +3,7 @@ validation errors and HTTP errors into answers (app.api.openapi documents them).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,8 +105,37 @@ async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, "Internal server error", "an unexpected error occurred")
 
 
+PROTOCOL_PREFIX = "/v2"  # the Open Inference Protocol's routes (app.api.v2)
+
+
+def speaks_protocol(path: str) -> bool:
+    return path == PROTOCOL_PREFIX or path.startswith(PROTOCOL_PREFIX + "/")
+
+
+def in_request_shape(request: Request, response: JSONResponse) -> JSONResponse:
+    """Under /v2 an error is the protocol's `{"error": "…"}` (same status and
+    headers), not problem+json; elsewhere the response as it is."""
+    if not speaks_protocol(request.url.path):
+        return response
+    detail = json.loads(bytes(response.body)).get("detail", "")
+    headers = {
+        k: v for k, v in response.headers.items() if k not in ("content-type", "content-length")
+    }
+    return JSONResponse({"error": detail}, status_code=response.status_code, headers=headers)
+
+
+def _shaped(
+    handler: Callable[[Request, Exception], Awaitable[JSONResponse]],
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        return in_request_shape(request, await handler(request, exc))
+
+    return answer
+
+
 def add_problem_handlers(app: FastAPI) -> None:
-    """Every error the app raises answers as problem+json."""
+    """Every error the app raises answers as problem+json (under /v2, in the
+    Open Inference Protocol's shape)."""
     handlers: list[tuple[Any, Callable[[Request, Exception], Awaitable[JSONResponse]]]] = [
         (DomainError, on_domain_error),
         (RequestValidationError, on_validation_error),
@@ -114,4 +144,4 @@ def add_problem_handlers(app: FastAPI) -> None:
         (Exception, on_unexpected_error),
     ]
     for exc_class, handler in handlers:
-        app.add_exception_handler(exc_class, handler)
+        app.add_exception_handler(exc_class, _shaped(handler))

@@ -282,9 +282,22 @@ def resolve(*, db: Database, owner: str, ref: str) -> Resolved:
 
 
 def resolve_in(session: Session, owner: str, ref: str) -> Resolved:
+    row = version_in(session, owner, ref)
+    return Resolved(name=parse_ref(ref)[0], version=row.version, run_id=row.run_id)
+
+
+def resolve_version(*, db: Database, owner: str, ref: str) -> ModelVersion:
+    """The version row a reference names (detached: readable after the session)."""
+    with db.read() as session:
+        row = version_in(session, owner, ref)
+        session.expunge(row)
+        return row
+
+
+def version_in(session: Session, owner: str, ref: str) -> ModelVersion:
     name, which = parse_ref(ref)
     query = (
-        select(ModelVersion.version, ModelVersion.run_id)
+        select(ModelVersion)
         .join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
         .where(RegisteredModel.owner == owner, RegisteredModel.name == name)
     )
@@ -301,10 +314,10 @@ def resolve_in(session: Session, owner: str, ref: str) -> Resolved:
             & (ModelAlias.version == ModelVersion.version),
         ).where(ModelAlias.alias == which)
         missing = f"model {name!r} has no alias {which!r}"
-    row = session.execute(query).one_or_none()
+    row = session.scalars(query).one_or_none()
     if row is None:
         raise NotFound(missing)
-    return Resolved(name=name, version=int(row.version), run_id=str(row.run_id))
+    return row
 
 
 def versions_of_run(session: Session, run_id: str) -> list[str]:
