@@ -7,7 +7,7 @@ with Client("http://127.0.0.1:8000") as client:
     print(final.metrics, run.predict(X).labels)
 """
 
-from app.client.client import Client, Datasets, Prediction, Run, Runs
+from app.client.client import Client, Datasets, Models, Prediction, Run, Runs
 from app.client.errors import (
     APIError,
     AuthenticationError,
@@ -34,6 +34,7 @@ __all__ = [
     "Datasets",
     "EndEvent",
     "EpochsEvent",
+    "Models",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",

@@ -57,6 +57,7 @@ class Prediction:
     run_id: str
     probabilities: np.ndarray
     labels: np.ndarray
+    model: str | None = None  # "name@version" that answered, when a model was asked for
 
 
 def prediction_of(body: dict[str, Any]) -> Prediction:
@@ -64,6 +65,7 @@ def prediction_of(body: dict[str, Any]) -> Prediction:
         run_id=body["run_id"],
         probabilities=np.asarray(body["probabilities"], dtype=np.float64),
         labels=np.asarray(body["labels"]),
+        model=body.get("model"),
     )
 
 

@@ -1,4 +1,4 @@
-"""The Python client of the twolayer API: datasets, runs, predictions.
+"""The Python client of the twolayer API: datasets, runs, the model registry, predictions.
 
 Every answer comes back as the API's own Pydantic schema (app.schemas.*);
 nothing here reads the server's settings, so a client needs none of them.
@@ -14,13 +14,14 @@ import httpx2 as httpx
 
 from app.client.arrays import Prediction, send_predict
 from app.client.datasets import Datasets
+from app.client.models import Models
 from app.client.runs import Run, Runs
 from app.client.transport import Transport
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 4
-__all__ = ["Client", "Datasets", "Prediction", "Run", "Runs"]
+__all__ = ["Client", "Datasets", "Models", "Prediction", "Run", "Runs"]
 
 
 class Client:
@@ -55,6 +56,7 @@ class Client:
         self._transport = Transport(http, max_retries=max_retries)
         self.datasets = Datasets(self._transport)
         self.runs = Runs(self._transport)
+        self.models = Models(self._transport)
 
     def __enter__(self) -> Client:
         return self
@@ -77,10 +79,13 @@ class Client:
         *,
         run_id: str | None = None,
         run_name: str | None = None,
+        model: str | None = None,
         threshold: float | None = None,
     ) -> Prediction:
-        """Probabilities and labels from the run of this id or name (POST /predict)."""
-        if (run_id is None) == (run_name is None):
-            raise ValueError("give exactly one of run_id and run_name")
-        who = {"run_id": run_id} if run_id is not None else {"run_name": run_name}
+        """Probabilities and labels from the run of this id or name, or a registered
+        model's version ("name", "name@3", "name@champion") (POST /predict)."""
+        given = {"run_id": run_id, "run_name": run_name, "model": model}
+        who = {key: value for key, value in given.items() if value is not None}
+        if len(who) != 1:
+            raise ValueError("give exactly one of run_id, run_name and model")
         return send_predict(self._transport, "/predict", X, threshold, who)

@@ -249,3 +249,26 @@ def test_a_reader_that_stops_early_gets_no_broken_pipe_error(live_url: str, data
     assert command.wait(60) != 0
     assert "Broken pipe" not in stderr
     assert "Traceback" not in stderr
+
+
+def test_models_commands(live_url: str, data: Path) -> None:
+    client = Client(live_url)
+    dataset = client.datasets.create(data, label_column="y")
+    run = client.runs.create(dataset, "cli-models", epochs=10)
+    run.wait()
+    client.close()
+    registered = twolayer(live_url, "models", "register", "xor", run.id, "--create")
+    assert (registered.returncode, registered.stdout.strip()) == (0, "xor@1"), registered.stderr
+    moved = twolayer(live_url, "models", "alias", "xor", "champion", "1")
+    assert moved.stdout.strip() == "xor@champion → 1"
+    table = twolayer(live_url, "models", "list").stdout.splitlines()
+    assert table[0].split("\t")[:4] == ["name", "latest", "versions", "aliases"]
+    assert table[1].split("\t")[:4] == ["xor", "1", "1", "champion=1"]
+    shown = json.loads(twolayer(live_url, "models", "show", "xor", "--json").stdout)
+    assert shown["versions"][0]["run_id"] == run.id
+    refused = twolayer(live_url, "models", "delete", "xor", "--version", "1")
+    assert refused.returncode == 2
+    assert "champion" in refused.stderr  # the 409's detail, printed
+    assert twolayer(live_url, "models", "delete", "xor", "--alias", "champion").returncode == 0
+    assert twolayer(live_url, "models", "delete", "xor").returncode == 0
+    assert twolayer(live_url, "models", "show", "xor").returncode == 2

@@ -268,3 +268,35 @@ def test_the_readmes_client_example_runs_as_written(live_url: str, tmp_path: Pat
     assert float(accuracy) > 0.8
     arrays = np.load(tmp_path / "xor.npz", allow_pickle=False)
     assert "W1" in arrays
+
+
+def test_the_registry_and_predict_by_model(asgi: Client) -> None:
+    X, y = xor_arrays()
+    dataset = asgi.datasets.create(X, y, name="xor")
+    runs = [asgi.runs.create(dataset, hidden_units=4, epochs=5, seed=s) for s in (1, 2)]
+    for run in runs:
+        run.wait()
+    made = asgi.models.create("xor", description="exclusive or")
+    assert (made.name, made.versions) == ("xor", [])
+    with pytest.raises(ConflictError):
+        asgi.models.create("xor")
+    assert [asgi.models.register("xor", run).version for run in runs] == [1, 2]
+    assert asgi.models.set_alias("xor", "champion", 1).version == 1
+    assert asgi.models.get("xor").aliases == {"champion": 1}
+    assert [m.name for m in asgi.models.list()] == ["xor"]
+    assert asgi.models.version("xor", 1).aliases == ["champion"]
+
+    by_alias = asgi.predict(X[:4], model="xor@champion")
+    assert by_alias.model == "xor@1"
+    assert by_alias.probabilities.tolist() == runs[0].predict(X[:4]).probabilities.tolist()
+    assert asgi.predict(X[:4], model="xor").model == "xor@2"
+    with pytest.raises(ValueError, match="exactly one"):
+        asgi.predict(X[:4], model="xor", run_id=runs[0].id)
+    with pytest.raises(ConflictError, match="champion"):
+        asgi.models.delete_version("xor", 1)
+    asgi.models.delete_alias("xor", "champion")
+    asgi.models.delete_version("xor", 1)
+    assert asgi.models.ensure("xor", description="changed").description == "changed"
+    asgi.models.delete("xor")
+    with pytest.raises(NotFoundError):
+        asgi.models.get("xor")
