@@ -282,42 +282,46 @@ def resolve(*, db: Database, owner: str, ref: str) -> Resolved:
 
 
 def resolve_in(session: Session, owner: str, ref: str) -> Resolved:
-    row = version_in(session, owner, ref)
-    return Resolved(name=parse_ref(ref)[0], version=row.version, run_id=row.run_id)
+    """The hot path of predict by reference: two columns, no row loaded."""
+    name, which = parse_ref(ref)
+    query, missing = _version_query(select(ModelVersion.version, ModelVersion.run_id), name, which)
+    row = session.execute(query.where(RegisteredModel.owner == owner)).one_or_none()
+    if row is None:
+        raise NotFound(missing)
+    return Resolved(name=name, version=int(row.version), run_id=str(row.run_id))
 
 
 def resolve_version(*, db: Database, owner: str, ref: str) -> ModelVersion:
     """The version row a reference names (detached: readable after the session)."""
+    name, which = parse_ref(ref)
+    query, missing = _version_query(select(ModelVersion), name, which)
     with db.read() as session:
-        row = version_in(session, owner, ref)
+        row = session.scalars(query.where(RegisteredModel.owner == owner)).one_or_none()
+        if not isinstance(row, ModelVersion):
+            raise NotFound(missing)
         session.expunge(row)
         return row
 
 
-def version_in(session: Session, owner: str, ref: str) -> ModelVersion:
-    name, which = parse_ref(ref)
-    query = (
-        select(ModelVersion)
-        .join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
-        .where(RegisteredModel.owner == owner, RegisteredModel.name == name)
+def _version_query(query: Any, name: str, which: int | str | None) -> tuple[Any, str]:
+    """`query` narrowed to the version a parsed reference names (but for the owner),
+    and what to say when there is none."""
+    query = query.join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id).where(
+        RegisteredModel.name == name
     )
     if which is None:
-        query = query.order_by(ModelVersion.version.desc()).limit(1)
-        missing = f"model {name!r} does not exist or has no versions"
-    elif isinstance(which, int):
-        query = query.where(ModelVersion.version == which)
-        missing = f"model {name!r} has no version {which}"
-    else:
-        query = query.join(
-            ModelAlias,
-            (ModelAlias.model_id == ModelVersion.model_id)
-            & (ModelAlias.version == ModelVersion.version),
-        ).where(ModelAlias.alias == which)
-        missing = f"model {name!r} has no alias {which!r}"
-    row = session.scalars(query).one_or_none()
-    if row is None:
-        raise NotFound(missing)
-    return row
+        return (
+            query.order_by(ModelVersion.version.desc()).limit(1),
+            f"model {name!r} does not exist or has no versions",
+        )
+    if isinstance(which, int):
+        return query.where(ModelVersion.version == which), f"model {name!r} has no version {which}"
+    aliased = query.join(
+        ModelAlias,
+        (ModelAlias.model_id == ModelVersion.model_id)
+        & (ModelAlias.version == ModelVersion.version),
+    ).where(ModelAlias.alias == which)
+    return aliased, f"model {name!r} has no alias {which!r}"
 
 
 def versions_of_run(session: Session, run_id: str) -> list[str]:
