@@ -129,6 +129,11 @@ async def runs_page(request: Request) -> HTMLResponse:
     return _page(request, "runs.html", "Runs", "runs.js", nav="runs")
 
 
+@router.get("/models")
+async def models_page(request: Request) -> HTMLResponse:
+    return _page(request, "models.html", "Models", "models.js", nav="models")
+
+
 @router.get("/new")
 async def new_run_page(request: Request, settings: SettingsDep) -> HTMLResponse:
     return _page(

@@ -382,3 +382,41 @@ def test_names_are_shown_as_text_never_run_as_markup(
     assert page.evaluate("window.__pwned") is None
     # the CSP would stop the handler; the markup must not even be made
     assert page.locator("img").count() == 0
+
+
+def test_the_models_page_registers_a_run_and_moves_an_alias(
+    ui: tuple[Page, Site], site: str, client: httpx.Client, tmp_path: Path
+) -> None:
+    page, _ = ui
+    dataset = sample(client, n=200, seed=11)
+    first, second = (start(client, dataset, f"reg-{i}", epochs=20) for i in (1, 2))
+    for run_id in (first, second):
+        wait_run(client, run_id, ("succeeded",))
+    page.goto(f"{site}/ui/models")
+    page.fill("#register-model", "moons-ui")
+    page.select_option("#register-run", first)
+    page.click("#register-form button[type=submit]")
+    page.wait_for_selector("#versions tr[data-version='1']")
+    page.select_option("#register-run", second)
+    page.click("#register-form button[type=submit]")
+    page.wait_for_selector("#versions tr[data-version='2']")
+    assert "moons-ui" in page.inner_text("#models tbody")
+
+    page.fill("#alias-name", "champion")
+    page.select_option("#alias-version", "1")
+    page.click("#alias-form button[type=submit]")
+    until(
+        page,
+        "document.querySelector(\"#versions tr[data-version='1']\").innerText.includes('champion')",
+    )
+    assert client.get("/models/moons-ui").json()["aliases"] == {"champion": 1}
+    shot(page, tmp_path, "models.png")
+
+    page.click("#versions tr[data-version='1'] button")  # aliased: refused, and said why
+    until(page, "!document.getElementById('detail-problem').hidden")
+    assert "champion" in page.inner_text("#detail-problem")
+    assert page.locator("#versions tbody tr").count() == 2
+    page.click("#delete-model")
+    until(page, "document.getElementById('detail').hidden")
+    assert client.get("/models/moons-ui").status_code == 404
+    assert client.get(f"/runs/{first}").status_code == 200
