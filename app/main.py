@@ -9,7 +9,18 @@ from typing import Any
 from fastapi import FastAPI
 
 import app as package
-from app.api import batches, datasets, docs, health, predict, registry, runs, ui, v2
+from app.api import (
+    batches,
+    datasets,
+    docs,
+    health,
+    predict,
+    predict_files,
+    registry,
+    runs,
+    ui,
+    v2,
+)
 from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
 from app.api.openapi import build_openapi, operation_id
@@ -73,13 +84,14 @@ def create_app(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         idle_seconds=settings.body_timeout_seconds,
-        uploads=(datasets.UPLOAD_PATHS, settings.max_upload_bytes),
+        uploads=(datasets.UPLOAD_PATHS | predict_files.UPLOAD_PATHS, settings.max_upload_bytes),
     )
     app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
     # first: routes match in order (served by plain routes, documented by the routers)
     app.router.routes.extend([*predict.routes, *v2.routes, *datasets.routes])
     routers = (
-        *(health.router, runs.router, batches.router, datasets.router, registry.router, v2.router),
+        *(health.router, runs.router, batches.router, datasets.router, predict_files.router),
+        *(registry.router, v2.router),
         *(docs.router, ui.router, ui.root_router),
     )
     for router in routers:

@@ -29,7 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import wrk
+from service import wrk  # bench/service.py, beside this file
+
 from tests.helpers import start_serve
 
 ROW = [[0.5, -0.25]]

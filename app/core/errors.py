@@ -100,6 +100,14 @@ class TooLarge(DomainError):
     example = "the request body is larger than the limit of 67108864 bytes"
 
 
+class UnsupportedMediaType(DomainError):
+    status, title, type = 415, "Unsupported media type", "/problems/unsupported-media-type"
+    example = (
+        "Content-Type application/json is not a file this accepts: send text/csv or "
+        "application/vnd.apache.parquet"
+    )
+
+
 class RequestTimeout(DomainError):
     status, title, type = 408, "Request timeout", "/problems/request-timeout"
     example = "the request body paused for longer than 30 s"
