@@ -71,11 +71,11 @@ async def predict_csv(
     """Each row's probability and label for a file of rows, from a run named by
     `run_id`, `run_name` or `model` (a registry reference). The file's columns
     are matched by name to the run's dataset's feature names, in any order;
-    others are passed through (or refused, or dropped: `extra_columns`).
-    Every row is checked before the answer starts: a missing feature column, a cell that is not a number or a
-    missing value → 422 naming its column and row; unknown run → 404; a run
-    without weights → 409; another media type → 415. With curl:
-    `--data-binary @rows.csv -H 'Content-Type: text/csv'`."""
+    others are passed through (or refused, or dropped: `extra_columns`). Every
+    row is checked before the answer starts: a missing feature column, a cell
+    that is not a number or a missing value → 422 naming its column and row;
+    unknown run → 404; a run without weights → 409; another media type → 415.
+    With curl: `--data-binary @rows.csv -H 'Content-Type: text/csv'`."""
     answer = await batch_prediction.predict_file(
         db=db,
         cache=cache,
