@@ -91,6 +91,8 @@ def json_response(result: prediction.Prediction) -> Response:
     if result.model is not None:
         body["model"] = result.model
     body["probabilities"], body["labels"] = result.probabilities, result.labels
+    if result.gradients is not None:
+        body["gradients"], body["attributions"] = result.gradients, result.attributions
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -108,6 +110,7 @@ async def _predict(request: Request, model: type[R], run_id: str | None) -> Resp
             model_ref=getattr(body, "model", None),
             instances=instances,
             threshold=body.threshold,
+            explain=body.explain,
         )
     return json_response(result)
 

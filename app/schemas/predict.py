@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from app.core.settings import get_settings
 from app.core.text import ALIAS_MAX, MODEL_NAME_MAX, MODEL_REF
@@ -63,6 +63,11 @@ class RunPredictRequest(Schema):
         ge=THRESHOLD.ge,
         le=THRESHOLD.le,
         description=THRESHOLD.description,
+    )
+    explain: StrictBool = Field(
+        False,
+        description="also answer `gradients` (∂ŷ/∂x for each feature, in the features' own "
+        "units) and `attributions` (x·∂ŷ/∂x) for each row",
     )
 
     @model_validator(mode="after")
@@ -133,6 +138,16 @@ class PredictResponse(BaseModel):
     labels: list[StoredLabel] = Field(
         description="for each row, the dataset's positive class where ŷ ≥ threshold, else "
         "the negative one"
+    )
+    gradients: list[list[float]] | None = Field(
+        None,
+        description="with explain: for each row, ∂ŷ/∂x_j for each feature j, in the "
+        "features' own units (through the standardization); 0 where ŷ saturates",
+    )
+    attributions: list[list[float]] | None = Field(
+        None,
+        description="with explain: for each row, x_j·∂ŷ/∂x_j (gradient × input, measured "
+        "from the origin of the features' units)",
     )
 
 

@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.text import NAME_MAX, NO_NUL
 from app.schemas.common import Schema, StrictFloat
-from app.services.inference import DATATYPES, INPUT, OUTPUTS
+from app.services.inference import DATATYPES, INPUT, OUTPUTS, Datatype, InputName, OutputName
 
-TensorName = Field(max_length=NAME_MAX, pattern=NO_NUL, description="the tensor's name")
 Parameters = dict[str, Any]
 
 
@@ -20,9 +19,9 @@ class InferInput(Schema):
     """An input tensor: `input`, shape [m, n_features], FP64 or FP32, its data flat
     (row-major) or as rows."""
 
-    name: str = TensorName
+    name: InputName = Field(description="the model's one input")
     shape: list[int] = Field(max_length=8, description="[m, n_features]")
-    datatype: str = Field(max_length=16, description=f"one of {', '.join(DATATYPES)}")
+    datatype: Datatype = Field(description=f"one of {', '.join(DATATYPES)}")
     parameters: Parameters | None = Field(None, description="accepted; none is needed")
     data: list[StrictFloat] | list[list[StrictFloat]] = Field(
         description="the m·n_features numbers, row-major, flat or as m rows"
@@ -32,7 +31,7 @@ class InferInput(Schema):
 class InferOutputRequest(Schema):
     """An output asked for by name; without `outputs`, all of the defaults are sent."""
 
-    name: str = TensorName
+    name: OutputName = Field(description="probability, label, gradient (∂ŷ/∂x) or attribution")
     parameters: Parameters | None = Field(
         None, description='accepted; "binary_data": true is refused (JSON data only)'
     )

@@ -9,7 +9,7 @@ import asyncio
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from app.core.settings import get_settings
 from app.core.text import ALIAS, MODEL_NAME
 from app.db.session import Database
 from app.nn import Model
+from app.nn.explain import attributions, input_gradient
 from app.nn.model import DEFAULT_THRESHOLD, THRESHOLD
 from app.services.model_cache import ModelCache
 from app.services.prediction import INLINE_ROWS
@@ -25,9 +26,13 @@ from app.services.registry import get_model as get_registered
 from app.services.registry import resolve, resolve_version
 from app.services.runs import get_model
 
+Datatype = Literal["FP64", "FP32"]
 DATATYPES: dict[str, type[np.floating[Any]]] = {"FP64": np.float64, "FP32": np.float32}
 INPUT = "input"
-OUTPUTS = ("probability", "label")  # sent when no output is asked for
+InputName = Literal["input"]
+OutputName = Literal["probability", "label", "gradient", "attribution"]
+KNOWN_OUTPUTS: tuple[str, ...] = get_args(OutputName)
+OUTPUTS = KNOWN_OUTPUTS[:2]  # sent when no output is asked for
 PLATFORM = "twolayer"
 
 
@@ -90,6 +95,8 @@ def metadata(*, db: Database, owner: str, name: str, version: str | None) -> dic
         "outputs": [
             {"name": "probability", "datatype": "FP64", "shape": [-1]},
             {"name": "label", "datatype": label_datatype(row.classes), "shape": [-1]},
+            {"name": "gradient", "datatype": "FP64", "shape": [-1, n_x]},
+            {"name": "attribution", "datatype": "FP64", "shape": [-1, n_x]},
         ],
     }
 
@@ -158,15 +165,19 @@ def _outputs(
         if name == "probability":
             data = probabilities.astype(DATATYPES[out_type]).tolist()
             tensors.append({"name": name, "datatype": out_type, "shape": [m], "data": data})
-        else:  # "label"
+        elif name == "label":
             labels = model.labels(probabilities, threshold)
             kind = label_datatype(list(model.classes))
             data = labels if kind != "BYTES" else [str(label) for label in labels]
             tensors.append({"name": name, "datatype": kind, "shape": [m], "data": data})
+        else:  # "gradient" (∂ŷ/∂x) or "attribution" (x·∂ŷ/∂x), per row, FP64
+            dX, _ = input_gradient(model, X.T)
+            G = dX if name == "gradient" else attributions(X.T, dX)
+            shape = [m, model.n_features]
+            tensors.append(
+                {"name": name, "datatype": "FP64", "shape": shape, "data": G.T.ravel().tolist()}
+            )
     return tensors
-
-
-KNOWN_OUTPUTS = OUTPUTS
 
 
 async def infer(
@@ -182,6 +193,7 @@ async def infer(
     outputs: list[tuple[str, dict[str, Any] | None]] | None,
 ) -> dict[str, Any]:
     """The infer response's document for the named version (or the latest)."""
+    resolved = await asyncio.to_thread(resolve, db=db, owner=owner, ref=_ref(name, version))
     names = [n for n, _ in outputs] if outputs else list(OUTPUTS)
     for output, output_parameters in outputs or []:
         if output not in KNOWN_OUTPUTS:
@@ -191,7 +203,6 @@ async def infer(
     if (parameters or {}).get("binary_data_output"):
         raise BadInference("binary tensor data is not supported: ask binary_data_output false")
     threshold = _threshold(parameters)
-    resolved = await asyncio.to_thread(resolve, db=db, owner=owner, ref=_ref(name, version))
     model = cache.get(resolved.run_id, owner)
     if model is None:
         model = await asyncio.to_thread(

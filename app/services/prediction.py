@@ -10,6 +10,7 @@ import numpy as np
 from app.core.errors import Invalid
 from app.db.session import Database
 from app.nn import Model
+from app.nn.explain import attributions, input_gradient
 from app.nn.preprocessing import Label
 from app.services.model_cache import ModelCache
 from app.services.registry import resolve
@@ -26,9 +27,13 @@ class Prediction:
     probabilities: list[float]
     labels: list[Label]
     model: str | None = None  # "name@version", when a registered model was asked for
+    gradients: list[list[float]] | None = None  # (m, n_x) ∂ŷ/∂x, when explained
+    attributions: list[list[float]] | None = None  # (m, n_x) x·∂ŷ/∂x
 
 
-def _forward(model: Model, run_id: str, instances: np.ndarray, threshold: float) -> Prediction:
+def _forward(
+    model: Model, run_id: str, instances: np.ndarray, threshold: float, explain: bool = False
+) -> Prediction:
     X = instances
     if X.shape[1] != model.n_features:
         raise Invalid(
@@ -36,10 +41,16 @@ def _forward(model: Model, run_id: str, instances: np.ndarray, threshold: float)
             f"expects {model.n_features}"
         )
     probabilities = model.predict_proba(X.T).ravel()
-    return Prediction(
+    prediction = Prediction(
         run_id=run_id,
         probabilities=probabilities.tolist(),
         labels=model.labels(probabilities, threshold),
+    )
+    if not explain:
+        return prediction
+    dX, _ = input_gradient(model, X.T)
+    return replace(
+        prediction, gradients=dX.T.tolist(), attributions=attributions(X.T, dX).T.tolist()
     )
 
 
@@ -53,6 +64,7 @@ async def predict(
     model_ref: str | None = None,
     instances: np.ndarray,
     threshold: float,
+    explain: bool = False,
 ) -> Prediction:
     """ŷ and labels for `instances` (m, n_features) float64, from the run given by id,
     by name (the owner's newest run of it), or by a registered model's reference
@@ -68,7 +80,7 @@ async def predict(
     if model is None:
         model = await asyncio.to_thread(get_model, db=db, cache=cache, owner=owner, run_id=run_id)
     if len(instances) <= INLINE_ROWS:
-        result = _forward(model, run_id, instances, threshold)
+        result = _forward(model, run_id, instances, threshold, explain)
     else:
-        result = await asyncio.to_thread(_forward, model, run_id, instances, threshold)
+        result = await asyncio.to_thread(_forward, model, run_id, instances, threshold, explain)
     return result if version is None else replace(result, model=version)

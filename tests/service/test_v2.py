@@ -60,7 +60,12 @@ def test_health_and_metadata(api: TestClient, model: list[str]) -> None:
     assert meta["name"] == "m"
     assert meta["versions"] == ["2", "1"]
     assert meta["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 2]}]
-    assert [o["name"] for o in meta["outputs"]] == ["probability", "label"]
+    assert [o["name"] for o in meta["outputs"]] == [
+        "probability",
+        "label",
+        "gradient",
+        "attribution",
+    ]
     assert meta["outputs"][1]["datatype"] == "INT64"
     assert api.get("/v2/models/m/versions/champion").json()["versions"] == ["1"]
     assert api.get("/v2/models/m/ready").json() == {"name": "m", "ready": True}
@@ -126,8 +131,8 @@ def test_fp32_inputs_are_rounded_to_float32_first(api: TestClient, model: list[s
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ({"inputs": [tensor(datatype="INT32")]}, 400),
-        ({"inputs": [{**tensor(), "name": "x"}]}, 400),
+        ({"inputs": [tensor(datatype="INT32")]}, 422),
+        ({"inputs": [{**tensor(), "name": "x"}]}, 422),
         ({"inputs": [{**tensor(), "shape": [3, 3]}]}, 400),
         ({"inputs": [{**tensor(), "shape": [2, 2]}]}, 400),
         ({"inputs": [{**tensor(), "shape": [6]}]}, 400),
@@ -137,7 +142,7 @@ def test_fp32_inputs_are_rounded_to_float32_first(api: TestClient, model: list[s
         ({"inputs": [tensor(datatype="FP32", data=[1e39, 0, 0, 0, 0, 0])]}, 400),
         ({"inputs": []}, 422),
         ({"inputs": [tensor(), tensor()]}, 422),
-        ({"inputs": [tensor()], "outputs": [{"name": "logits"}]}, 400),
+        ({"inputs": [tensor()], "outputs": [{"name": "logits"}]}, 422),
         (
             {
                 "inputs": [tensor()],
