@@ -13,6 +13,7 @@ from app.api import (
     batches,
     datasets,
     docs,
+    exports,
     health,
     predict,
     predict_files,
@@ -91,7 +92,7 @@ def create_app(
     app.router.routes.extend([*predict.routes, *v2.routes, *datasets.routes])
     routers = (
         *(health.router, runs.router, batches.router, datasets.router, predict_files.router),
-        *(registry.router, v2.router),
+        *(registry.router, exports.router, v2.router),
         *(docs.router, ui.router, ui.root_router),
     )
     for router in routers:
