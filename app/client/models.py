@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 from app.client.arrays import PAGE_SIZE, pages
 from app.client.transport import Transport
@@ -77,3 +79,14 @@ class Models:
 
     def delete_alias(self, name: str, alias: str) -> None:
         self._http.request("DELETE", f"/models/{name}/aliases/{alias}")
+
+    def download_onnx(
+        self, name: str, version: int, path: str | os.PathLike[str], *, dtype: str = "float64"
+    ) -> Path:
+        """The version's model as one ONNX graph at `path`."""
+        response = self._http.request(
+            "GET", f"/models/{name}/versions/{version}/model.onnx", params={"dtype": dtype}
+        )
+        target = Path(path)
+        target.write_bytes(response.content)
+        return target

@@ -154,6 +154,15 @@ class Run(RunRead):
         target.write_bytes(response.content)
         return target
 
+    def download_onnx(self, path: str | os.PathLike[str], *, dtype: str = "float64") -> Path:
+        """The model as one ONNX graph (input X [N, n_features] of `dtype`) at `path`."""
+        response = self._transport.request(
+            "GET", f"/runs/{self.id}/model.onnx", params={"dtype": dtype}
+        )
+        target = Path(path)
+        target.write_bytes(response.content)
+        return target
+
 
 class Runs:
     """client.runs: create, get, list."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -270,7 +271,7 @@ def test_the_readmes_client_example_runs_as_written(live_url: str, tmp_path: Pat
     assert "W1" in arrays
 
 
-def test_the_registry_and_predict_by_model(asgi: Client) -> None:
+def test_the_registry_and_predict_by_model(asgi: Client, tmp_path: Path) -> None:
     X, y = xor_arrays()
     dataset = asgi.datasets.create(X, y, name="xor")
     runs = [asgi.runs.create(dataset, hidden_units=4, epochs=5, seed=s) for s in (1, 2)]
@@ -285,6 +286,14 @@ def test_the_registry_and_predict_by_model(asgi: Client) -> None:
     assert asgi.models.get("xor").aliases == {"champion": 1}
     assert [m.name for m in asgi.models.list()] == ["xor"]
     assert asgi.models.version("xor", 1).aliases == ["champion"]
+    graphs = [
+        onnx.load(asgi.models.download_onnx("xor", 1, tmp_path / "xor.onnx")),
+        onnx.load(runs[0].download_onnx(tmp_path / "run.onnx", dtype="float32")),
+    ]
+    assert graphs[0].graph.name == "xor_v1"
+    assert graphs[1].graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    weights = [{t.name: t.raw_data for t in g.graph.initializer}["W1"] for g in graphs]
+    assert weights[0] == weights[1]  # the same run's
 
     by_alias = asgi.predict(X[:4], model="xor@champion")
     assert by_alias.model == "xor@1"
