@@ -420,3 +420,36 @@ def test_the_models_page_registers_a_run_and_moves_an_alias(
     until(page, "document.getElementById('detail').hidden")
     assert client.get("/models/moons-ui").status_code == 404
     assert client.get(f"/runs/{first}").status_code == 200
+
+
+def test_a_prediction_is_explained_on_the_runs_page(
+    ui: tuple[Page, Site], site: str, client: httpx.Client, tmp_path: Path
+) -> None:
+    page, _ = ui
+    run_id = start(client, sample(client, n=200, seed=12), "explained", epochs=60)
+    wait_run(client, run_id, ("succeeded",))
+    page.goto(f"{site}/ui/runs/{run_id}")
+    page.wait_for_selector("#explain-panel:not([hidden])")
+    page.fill("#explain-x0", "0.5")
+    page.fill("#explain-x1", "0.25")
+    page.click("#explain-form button[type=submit]")
+    page.wait_for_selector("#explain-table:not([hidden])")
+    expected = client.post(
+        f"/runs/{run_id}/predict", json={"instances": [[0.5, 0.25]], "explain": True}
+    ).json()
+    shown = float(page.get_attribute("#explain-result", "data-probability") or "nan")
+    assert shown == expected["probabilities"][0]
+    rows = page.locator("#explain-table tbody tr")
+    assert rows.count() == 2
+    for j in range(2):
+        assert (
+            float(rows.nth(j).get_attribute("data-gradient") or "nan")
+            == (expected["gradients"][0][j])
+        )
+        assert (
+            float(rows.nth(j).get_attribute("data-attribution") or "nan")
+            == (expected["attributions"][0][j])
+        )
+    assert "x0" in rows.nth(0).inner_text()
+    assert f"label {expected['labels'][0]}" in page.inner_text("#explain-result")
+    shot(page, tmp_path, "explain.png")

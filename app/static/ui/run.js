@@ -6,6 +6,7 @@
 // events stream from the chart's last epoch on. Once more than BUDGET raw
 // epochs have been appended the chart is fetched again, so a long run stays
 // light while it grows.
+import { setupExplain } from "./explain.js";
 import {
   ACTIVE,
   ApiError,
@@ -396,7 +397,10 @@ async function start() {
   const dataset = await getJSON(`/datasets/${encodeURIComponent(run.dataset_id)}`).catch(() => null);
   datasetName = dataset ? dataset.name : run.dataset_id;
   if (dataset && dataset.n_features !== 2) hasBoundary = false; // no boundary to ask for
+  const features = dataset ? dataset.feature_names : [];
+  const explainable = () => run.status === "succeeded" || run.status === "cancelled";
   renderRun();
+  if (explainable() && features.length) setupExplain(runId, features);
   await chart;
   await refreshBoundary();
   if (!ACTIVE.has(run.status)) return;
@@ -414,6 +418,7 @@ async function start() {
   watchBoundary(false);
   run = await getJSON(path);
   renderRun();
+  if (explainable() && features.length) setupExplain(runId, features);
   await fetchChart(); // the whole history, downsampled, now that it is final
   await refreshBoundary();
 }
