@@ -13,7 +13,7 @@ from app.core.errors import NotFound, RunHasNoModel
 from app.core.text import MODEL_NAME
 from app.schemas.common import problems
 from app.services import onnx_export
-from app.services.onnx_export import Dtype
+from app.services.onnx_export import OnnxDtype as Dtype
 
 router = APIRouter()
 ONNX = "application/onnx"

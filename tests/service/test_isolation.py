@@ -88,6 +88,7 @@ LOOKUPS = [
     lookup("run", "GET", "/runs/{id}/events"),
     lookup("run", "GET", "/runs/{id}/model"),
     lookup("run", "GET", "/runs/{id}/model.npz"),
+    lookup("run", "GET", "/runs/{id}/model.onnx"),
     lookup("run", "POST", "/runs/{id}/cancel"),
     lookup("run", "DELETE", "/runs/{id}"),
     lookup("run", "POST", "/runs/{id}/predict", {"instances": [[0, 0]]}),

@@ -56,6 +56,8 @@ ENDPOINTS = [
     ("POST", "/runs/x/cancel"),
     ("GET", "/runs/x/model"),
     ("GET", "/runs/x/model.npz"),
+    ("GET", "/runs/x/model.onnx"),
+    ("GET", "/models"),
     ("POST", "/runs/x/predict"),
     ("POST", "/predict"),
 ]
