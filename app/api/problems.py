@@ -115,7 +115,8 @@ def speaks_protocol(path: str) -> bool:
 def in_request_shape(request: Request, response: JSONResponse) -> JSONResponse:
     """Under /v2 an error is the protocol's `{"error": "…"}` (same status and
     headers), not problem+json; elsewhere the response as it is."""
-    if not speaks_protocol(request.url.path):
+    path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
+    if not speaks_protocol(path[len(root) :] if root and path.startswith(root) else path):
         return response
     detail = json.loads(bytes(response.body)).get("detail", "")
     headers = {

@@ -88,8 +88,9 @@ async def put_registered_model(
     db: DatabaseDep,
     owner: OwnerDep,
 ) -> RegisteredModelRead:
-    """The model of this name with this description: made (201) when it does not
-    exist, else its description replaced (200). Safe to send again."""
+    """The model of this name: made (201) when it does not exist, else its
+    description replaced (200) when the body gives one (`{}` leaves it as it
+    is). Safe to send again."""
     view, created = await asyncio.to_thread(
         service.create_model,
         db=db,
@@ -97,6 +98,7 @@ async def put_registered_model(
         name=name,
         description=body.description,
         exist_ok=True,
+        replace="description" in body.model_fields_set,
     )
     if created:
         response.status_code = status.HTTP_201_CREATED

@@ -35,8 +35,10 @@ class Models:
         return RegisteredModelRead.model_validate(body)
 
     def ensure(self, name: str, *, description: str | None = None) -> RegisteredModelRead:
-        """The model of this name, made if missing, with this description (PUT)."""
-        body = self._http.json("PUT", f"/models/{name}", json={"description": description})
+        """The model of this name, made if missing (PUT); its description replaced
+        when one is given, else left as it is."""
+        given = {} if description is None else {"description": description}
+        body = self._http.json("PUT", f"/models/{name}", json=given)
         return RegisteredModelRead.model_validate(body)
 
     def get(self, name: str) -> RegisteredModelRead:

@@ -148,10 +148,14 @@ def _threshold(parameters: dict[str, Any] | None) -> float:
     value = (parameters or {}).get("threshold", DEFAULT_THRESHOLD)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadInference(f"parameter threshold must be a number, not {value!r}")
-    problem = THRESHOLD.problem("threshold", float(value))
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise BadInference(f"parameter threshold {value} is not in [0, 1]") from None
+    problem = THRESHOLD.problem("threshold", number)
     if problem is not None:
         raise BadInference(f"parameter {problem}")
-    return float(value)
+    return number
 
 
 def _outputs(

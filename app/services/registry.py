@@ -83,10 +83,17 @@ def _view(session: Session, model: RegisteredModel) -> ModelView:
 
 
 def create_model(
-    *, db: Database, owner: str, name: str, description: str | None, exist_ok: bool = False
+    *,
+    db: Database,
+    owner: str,
+    name: str,
+    description: str | None,
+    exist_ok: bool = False,
+    replace: bool = True,
 ) -> tuple[ModelView, bool]:
     """A new model of this name (ModelExists if there is one), or with `exist_ok`
-    the model of this name, its description replaced. (view, created)."""
+    the model of this name, its description replaced unless `replace` is false
+    (a PUT without one). (view, created)."""
     try:
         with db.write() as session:
             found = session.scalars(
@@ -97,9 +104,10 @@ def create_model(
             if found is not None:
                 if not exist_ok:
                     raise ModelExists(f"a model named {name!r} exists already")
-                found.description = description
-                found.updated_at = utcnow()
-                session.flush()
+                if replace and found.description != description:
+                    found.description = description
+                    found.updated_at = utcnow()
+                    session.flush()
                 return _view(session, found), False
             now = utcnow()
             model = RegisteredModel(
@@ -117,7 +125,9 @@ def create_model(
     except IntegrityError:  # a concurrent create of the same name won
         if not exist_ok:
             raise ModelExists(f"a model named {name!r} exists already") from None
-        return create_model(db=db, owner=owner, name=name, description=description, exist_ok=True)
+        return create_model(
+            db=db, owner=owner, name=name, description=description, exist_ok=True, replace=replace
+        )
 
 
 def get_model(*, db: Database, owner: str, name: str) -> ModelView:

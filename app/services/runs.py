@@ -303,6 +303,8 @@ def delete_run(*, db: Database, cache: ModelCache, owner: str, run_id: str) -> N
     """Delete a run and everything it owns; a worker training it loses its lease and stops."""
     with db.write() as session:
         run = _owned(session, run_id, owner)
+        # FOR UPDATE: a registration under way (FOR KEY SHARE) is waited for and seen
+        session.execute(select(Run.id).where(Run.id == run_id).with_for_update())
         if versions := versions_of_run(session, run_id):
             raise RunInRegistry(
                 f"run {run_id} is registered as {', '.join(versions)}; delete those versions first"

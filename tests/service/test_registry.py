@@ -289,3 +289,36 @@ def test_concurrent_registrations_get_distinct_numbers(api: TestClient, runs: li
     for thread in threads:
         thread.join()
     assert sorted(numbers) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_put_without_a_description_keeps_it_and_a_model_with_aliases_deletes_whole(
+    api: TestClient, runs: list[str]
+) -> None:
+    api.post("/models", json={"name": "kept", "description": "the one in production"})
+    assert api.put("/models/kept", json={}).json()["description"] == "the one in production"
+    assert api.put("/models/kept", json={"description": None}).json()["description"] is None
+    api.post("/models/kept/versions", json={"run_id": runs[0]})
+    api.put("/models/kept/aliases/champion", json={"version": 1})
+    assert api.delete("/models/kept").status_code == 204  # its alias and version go too
+    problem_of(api.get("/models/kept"), 404)
+    assert api.delete(f"/runs/{runs[0]}").status_code == 204
+
+
+def test_a_run_deleted_while_it_is_registered_is_a_409_or_gone_never_a_500(
+    api: TestClient, runs: list[str]
+) -> None:
+    api.post("/models", json={"name": "race"})
+    answers: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(
+                api.post("/models/race/versions", json={"run_id": runs[0]}).status_code
+            )
+        ),
+        threading.Thread(target=lambda: answers.append(api.delete(f"/runs/{runs[0]}").status_code)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers) in ([201, 409], [204, 404])

@@ -154,6 +154,7 @@ def test_fp32_inputs_are_rounded_to_float32_first(api: TestClient, model: list[s
         ({"inputs": [tensor(parameters={"binary_data_size": 48})]}, 400),
         ({"inputs": [tensor()], "parameters": {"threshold": 2}}, 400),
         ({"inputs": [tensor()], "parameters": {"threshold": "high"}}, 400),
+        ({"inputs": [tensor()], "parameters": {"threshold": 10**400}}, 400),
         ({"inputs": [tensor()], "surprise": 1}, 422),
     ],
 )
