@@ -159,7 +159,7 @@ async def register_model_version(
         description=body.description,
     )
     response.headers["Location"] = f"/models/{name}/versions/{version.version}"
-    return version_read(service.version_read_fields(version), [])
+    return version_read(version, [])
 
 
 @router.get(
@@ -172,7 +172,7 @@ async def get_model_version(
     row, aliases = await asyncio.to_thread(
         service.get_version, db=db, owner=owner, name=name, version=version
     )
-    return version_read(service.version_read_fields(row), aliases)
+    return version_read(row, aliases)
 
 
 @router.delete(

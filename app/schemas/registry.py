@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.text import ALIAS, ALIAS_MAX, MODEL_NAME, MODEL_NAME_MAX, NO_NUL
+from app.db.models import ModelVersion
 from app.schemas.common import Id, Schema, StoredLabel
 from app.schemas.runs import EXAMPLE_RUN_ID, TOUR_DATASET_ID
-from app.services.registry import ModelView, version_read_fields
+from app.services.registry import ModelView
 
 EXAMPLE_MODEL = "moons"
 DESCRIPTION_MAX = 2000
@@ -143,8 +144,12 @@ class AliasRead(BaseModel):
     version: int = Field(description="the version it points at")
 
 
-def version_read(fields: dict[str, Any], aliases: list[str]) -> ModelVersionRead:
-    return ModelVersionRead.model_validate({**fields, "aliases": aliases})
+def version_read(version: ModelVersion, aliases: list[str]) -> ModelVersionRead:
+    """The read of a stored version: its columns by name, and its aliases."""
+    names = [name for name in ModelVersionRead.model_fields if name != "aliases"]
+    return ModelVersionRead.model_validate(
+        {**{name: getattr(version, name) for name in names}, "aliases": aliases}
+    )
 
 
 def _model_fields(view: ModelView) -> dict[str, Any]:
@@ -167,7 +172,5 @@ def model_read(view: ModelView) -> RegisteredModelRead:
     pointing: dict[int, list[str]] = {}
     for alias, version in view.aliases.items():
         pointing.setdefault(version, []).append(alias)
-    versions = [
-        version_read(version_read_fields(v), pointing.get(v.version, [])) for v in view.versions
-    ]
+    versions = [version_read(v, pointing.get(v.version, [])) for v in view.versions]
     return RegisteredModelRead(**_model_fields(view), versions=versions)

@@ -343,20 +343,3 @@ def versions_of_run(session: Session, run_id: str) -> list[str]:
         .order_by(RegisteredModel.name, ModelVersion.version)
     ).all()
     return [f"{n}@{v}" for n, v in rows]
-
-
-def version_read_fields(version: ModelVersion) -> dict[str, Any]:
-    """The columns a version's read shows."""
-    return {
-        "version": version.version,
-        "run_id": version.run_id,
-        "description": version.description,
-        "dataset_id": version.dataset_id,
-        "feature_names": version.feature_names,
-        "label_name": version.label_name,
-        "classes": version.classes,
-        "standardized": version.standardized,
-        "hyperparameters": version.hyperparameters,
-        "metrics": version.metrics,
-        "created_at": version.created_at,
-    }
