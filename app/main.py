@@ -19,6 +19,7 @@ from app.api import (
     predict_files,
     registry,
     runs,
+    sweeps,
     ui,
     v2,
 )
@@ -30,6 +31,7 @@ from app.core.logging import configure_logging
 from app.core.settings import Settings, configure, get_settings
 from app.db.session import connect
 from app.services.model_cache import ModelCache
+from app.services.sweep_driver import SweepDriver
 from app.worker.executor import Executor, make_executor
 
 DESCRIPTION = """
@@ -65,9 +67,12 @@ def create_app(
         app.state.key_cache = KeyCache()
         app.state.executor = executor_factory(settings)
         app.state.executor.start(app.state.db)
+        driver = SweepDriver(db=app.state.db, settings=settings, executor=app.state.executor)
+        driver.start()
         try:
             yield
         finally:
+            driver.stop()
             app.state.executor.stop()
             app.state.db.dispose()
 
@@ -92,7 +97,7 @@ def create_app(
     app.router.routes.extend([*predict.routes, *v2.routes, *datasets.routes])
     routers = (
         *(health.router, runs.router, batches.router, datasets.router, predict_files.router),
-        *(registry.router, exports.router, v2.router),
+        *(registry.router, exports.router, v2.router, sweeps.router),
         *(docs.router, ui.router, ui.root_router),
     )
     for router in routers:

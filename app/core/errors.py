@@ -50,6 +50,11 @@ class RunInRegistry(Conflict):
     example = "run 9b2f… is version 3 of model 'moons'; delete the version first"
 
 
+class SweepEnded(Conflict):
+    type = "/problems/sweep-ended"
+    example = "sweep 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has already ended (succeeded)"
+
+
 class ModelExists(Conflict):
     type = "/problems/model-exists"
     example = "a model named 'moons' exists already"

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     history_flush_seconds: float = Field(1.0, ge=0)
     max_attempts: int = Field(3, ge=1)
     sweep_interval_seconds: float = Field(2.0, gt=0)
+    # how often each API process takes the hyperparameter sweeps' steps
+    # (app/services/sweep_driver.py): records ended trials, queues the next
+    sweep_poll_seconds: float = Field(1.0, gt=0, le=60)
     redeliver_after_seconds: float = Field(60.0, gt=0)
     # finished runs' weights kept for /predict: at most this many models and
     # this many bytes of their arrays (least recently used out)

@@ -29,6 +29,11 @@ from app.db.base import Base, UTCDateTime, utcnow
 RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 ENDED_STATUSES = ("succeeded", "failed", "cancelled")
+SweepStatus = Literal["running", "succeeded", "failed", "cancelled"]
+SWEEP_STATUSES: tuple[str, ...] = get_args(SweepStatus)
+# a trial is pending while its run is queued or running; then one of the others
+TrialState = Literal["pending", "complete", "pruned", "failed", "cancelled"]
+TRIAL_STATES: tuple[str, ...] = get_args(TrialState)
 
 
 OWNER_LOCAL = "local"  # the owner of everything when auth is off
@@ -231,3 +236,68 @@ class ModelAlias(Base):
     alias: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Sweep(Base):
+    """A hyperparameter search on one dataset (app/services/sweeps.py): its request
+    as given (`spec`: base, search, strategy, pruner) with the seed resolved, and
+    where it stands. Its trials are ordinary runs, one sweep_trial row each."""
+
+    __tablename__ = "sweep"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN (" + ", ".join(f"'{s}'" for s in SWEEP_STATUSES) + ")",
+            name="status",
+        ),
+        Index(None, "owner", "created_at"),
+        Index(None, "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(200))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trials: Mapped[int] = mapped_column(Integer)  # how many to run in all
+    parallel: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # why no trial could be started lately (the owner's cap), or why it failed
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SweepTrial(Base):
+    """Trial `number` of a sweep: the parameters its sampler chose, the run that
+    tries them, and, once that run has ended, its state, the sweep's metric
+    (`value`) and the per-epoch figures a pruner compares (`intermediate`,
+    [[epoch, value], …]). They are copied here, so a trial outlives its run."""
+
+    __tablename__ = "sweep_trial"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in TRIAL_STATES) + ")",
+            name="state",
+        ),
+        Index(None, "run_id", unique=True),
+        Index(None, "state"),
+    )
+
+    sweep_id: Mapped[str] = mapped_column(
+        ForeignKey("sweep.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # the sampler's own record of the trial (a grid point's id, …), given back to it
+    system_attrs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    value: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    intermediate: Mapped[list[Any] | None] = mapped_column(JSON)
+    epochs: Mapped[int | None] = mapped_column(Integer)  # trained, once ended
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,4 @@
-"""Generated two-class datasets (moons, circles, xor, spiral, blobs), X (2, m), Y (1, m).
+"""Generated two-class datasets (moons, circles, xor, spiral, blobs, flower), X (2, m), Y (1, m).
 
 Drawn from an explicit Generator: the same seed gives the same dataset.
 """
@@ -11,7 +11,7 @@ import numpy as np
 
 from app.nn.params import Array
 
-SampleKind = Literal["moons", "circles", "xor", "spiral", "blobs"]
+SampleKind = Literal["moons", "circles", "xor", "spiral", "blobs", "flower"]
 SAMPLE_KINDS: tuple[SampleKind, ...] = get_args(SampleKind)
 MIN_SAMPLES = 2  # one of each class: the least any dataset can hold
 
@@ -61,6 +61,8 @@ def make_samples(
         X = np.concatenate(
             [rng.normal(-1, 0.5, size=(2, n0)), rng.normal(1, 0.5, size=(2, n1))], axis=1
         )
+    elif kind == "flower":  # the deep-learning course's planar data: a flower of 8 petals
+        X, y = _flower(n0, n1, rng)
     else:
         raise ValueError(f"kind must be one of {', '.join(SAMPLE_KINDS)}, got {kind!r}")
     if noise:
@@ -70,3 +72,15 @@ def make_samples(
     if Y.min() == Y.max():  # xor on tiny n can draw one class only
         Y[0, 0] = 1 - Y[0, 0]
     return X[:, order], Y
+
+
+def _flower(n0: int, n1: int, rng: np.random.Generator) -> tuple[Array, Array]:
+    """Petals r = 4·sin(4t), class j on t ∈ [3.12·j, 3.12·(j+1)], with the course's
+    own jitter of 0.2 on t and on r (its load_planar_dataset, from `rng`)."""
+    parts, labels = [], []
+    for j, n in enumerate((n0, n1)):
+        t = np.linspace(j * 3.12, (j + 1) * 3.12, n) + rng.standard_normal(n) * 0.2
+        r = 4 * np.sin(4 * t) + rng.standard_normal(n) * 0.2
+        parts.append(np.vstack([r * np.sin(t), r * np.cos(t)]))
+        labels.append(np.full(n, float(j)))
+    return np.concatenate(parts, axis=1), np.concatenate(labels)

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound
 from app.core.ids import is_id
-from app.db.models import Dataset, Run
+from app.db.models import Dataset, Run, Sweep
 from app.db.session import Database
 
-Owned = TypeVar("Owned", Dataset, Run)
+Owned = TypeVar("Owned", Dataset, Run, Sweep)
 
 
 def owned(

@@ -10,19 +10,18 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, RunInRegistry, TooManyRuns
+from app.core.errors import Invalid, NotFound, RunEnded, RunHasNoModel, RunInRegistry
 from app.core.ids import is_id, new_id
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, StoredModel
 from app.db.session import Database
 from app.nn import Hyperparameters, Model
-from app.nn.checkpoint import stored_bytes
-from app.nn.model import check_warm_start
 from app.services.model_cache import ModelCache
 from app.services.ownership import newest_named, newest_named_in, owned
 from app.services.registry import versions_of_run
-from app.services.storage import MiB, check_budget, lock_owner
+from app.services.run_checks import check_active_runs, check_size, check_warm_start_run
+from app.services.storage import check_budget, lock_owner
 from app.worker.executor import Executor
 from app.worker.sweeper import deliver_all
 
@@ -85,39 +84,52 @@ def _create(
     batch: bool = False,
 ) -> list[RunView]:
     """One write transaction (the reads, the caps, the rows), then the delivery."""
-    wheres = [f"runs[{i}]: " if batch else "" for i in range(len(requests))]
-    resolved = [_resolved(r.hyperparameters, w) for r, w in zip(requests, wheres, strict=True)]
     with db.write() as session:
-        # counted in the writing transaction, with the owner's creations
-        # serialised, so that concurrent requests cannot all pass the caps
-        lock_owner(session, owner)
-        now = utcnow()  # once the lock is held: created (and queued) after those before
-        dataset_ids = [
-            _dataset_id(session, owner, r, w) for r, w in zip(requests, wheres, strict=True)
-        ]
-        # held against deletion until the runs are written (a concurrent DELETE
-        # /datasets/{id} would otherwise surface as a foreign-key error, a 500)
-        datasets = _datasets(session, owner, dataset_ids)
-        runs, stored = [], 0
-        for i, (request, where, dataset_id, hp) in enumerate(
-            zip(requests, wheres, dataset_ids, resolved, strict=True)
-        ):
-            dataset = datasets.get(dataset_id)
-            if dataset is None:
-                raise NotFound(f"{where}dataset {dataset_id} does not exist")
-            bound = _check_size(dataset, hp, settings, where)
-            if request.init_from_run_id is not None:
-                _check_warm_start(session, request.init_from_run_id, owner, dataset, hp, where)
-            runs.append(_queued_run(request, owner, dataset_id, hp, bound, now + i * MICROSECOND))
-            stored += bound
-        queued = _check_active_runs(session, owner, settings.max_active_runs_per_owner, len(runs))
-        check_budget(
-            session, owner=owner, adding=stored, budget=settings.max_stored_bytes_per_owner
+        runs, queued = add_runs(
+            session, settings=settings, owner=owner, requests=requests, batch=batch
         )
-        session.add_all(runs)
     deliver_all(db=db, submit=executor.submit, run_ids=[run.id for run in runs])
     # where each stands: behind every run queued before them (one more read spared)
     return [RunView(run, queued + i + 1) for i, run in enumerate(runs)]
+
+
+def add_runs(
+    session: Session,
+    *,
+    settings: Settings,
+    owner: str,
+    requests: Sequence[RunRequest],
+    batch: bool = False,
+) -> tuple[list[Run], int]:
+    """The queued runs, added in the caller's write transaction once their
+    reads and the owner's caps pass, and how many runs were queued before them;
+    the caller delivers them after its commit."""
+    wheres = [f"runs[{i}]: " if batch else "" for i in range(len(requests))]
+    resolved = [_resolved(r.hyperparameters, w) for r, w in zip(requests, wheres, strict=True)]
+    # counted in the writing transaction, with the owner's creations
+    # serialised, so that concurrent requests cannot all pass the caps
+    lock_owner(session, owner)
+    now = utcnow()  # once the lock is held: created (and queued) after those before
+    dataset_ids = [_dataset_id(session, owner, r, w) for r, w in zip(requests, wheres, strict=True)]
+    # held against deletion until the runs are written (a concurrent DELETE
+    # /datasets/{id} would otherwise surface as a foreign-key error, a 500)
+    datasets = _datasets(session, owner, dataset_ids)
+    runs, stored = [], 0
+    for i, (request, where, dataset_id, hp) in enumerate(
+        zip(requests, wheres, dataset_ids, resolved, strict=True)
+    ):
+        dataset = datasets.get(dataset_id)
+        if dataset is None:
+            raise NotFound(f"{where}dataset {dataset_id} does not exist")
+        bound = check_size(dataset, hp, settings, where)
+        if request.init_from_run_id is not None:
+            check_warm_start_run(session, request.init_from_run_id, owner, dataset, hp, where)
+        runs.append(_queued_run(request, owner, dataset_id, hp, bound, now + i * MICROSECOND))
+        stored += bound
+    queued = check_active_runs(session, owner, settings.max_active_runs_per_owner, len(runs))
+    check_budget(session, owner=owner, adding=stored, budget=settings.max_stored_bytes_per_owner)
+    session.add_all(runs)
+    return runs, queued
 
 
 def _resolved(hyperparameters: dict[str, Any], where: str) -> Hyperparameters:
@@ -147,24 +159,6 @@ def _datasets(session: Session, owner: str, dataset_ids: Sequence[str]) -> dict[
     return {row.id: row for row in rows}
 
 
-def _check_size(dataset: Dataset, hp: Hyperparameters, settings: Settings, where: str) -> int:
-    """The bytes the run may store, once its work and its size are checked."""
-    work = dataset.n_samples * dataset.n_features * hp.hidden_units * hp.epochs
-    if work > settings.max_work:
-        raise Invalid(
-            f"{where}this run's work, samples × features × hidden units × epochs = {work:.3g}, "
-            f"is over the limit {settings.max_work:.3g}"
-        )
-    stored = stored_bytes(dataset.n_features, hp)
-    if stored > settings.max_run_stored_bytes:
-        raise Invalid(
-            f"{where}this run would store {stored / MiB:.1f} MiB (its checkpoint: weights, "
-            f"optimizer state and history), over the limit of "
-            f"{settings.max_run_stored_bytes / MiB:.1f} MiB"
-        )
-    return stored
-
-
 def _queued_run(
     request: RunRequest,
     owner: str,
@@ -189,46 +183,6 @@ def _queued_run(
         created_at=created,  # a batch's runs a microsecond apart: they queue in its order
         delivered_at=created,  # queued now: delivered after the commit (app/worker/sweeper.py)
     )
-
-
-def _check_active_runs(session: Session, owner: str, limit: int, adding: int) -> int:
-    """TooManyRuns unless `adding` more fit the owner's limit; returns how many
-    runs (anyone's) are queued, in the same query."""
-    active, queued = session.execute(
-        select(
-            func.count().filter(Run.owner == owner),
-            func.count().filter(Run.status == "queued"),
-        ).where(Run.status.in_(("queued", "running")))
-    ).one()
-    if active + adding > limit:
-        asked = f"; {adding} more were asked for" if adding > 1 else ""
-        raise TooManyRuns(
-            f"{active} runs are queued or running, the limit is {limit}{asked}; "
-            "try again when one has ended",
-            headers={"Retry-After": "30"},
-        )
-    return int(queued)
-
-
-def _check_warm_start(
-    session: Any, run_id: str, owner: str, dataset: Dataset, hp: Hyperparameters, where: str
-) -> None:
-    try:  # held against deletion until the run is written, as its dataset is
-        owned(session, Run, run_id, owner, "run", hold=True)
-    except NotFound:
-        raise NotFound(f"{where}run {run_id} (init_from_run_id) does not exist") from None
-    stored = session.get(StoredModel, run_id)
-    if stored is None:
-        raise RunHasNoModel(f"{where}run {run_id} (init_from_run_id) has no weights to start from")
-    try:
-        check_warm_start(
-            Model.from_bytes(stored.data),
-            n_features=dataset.n_features,
-            hidden_units=hp.hidden_units,
-            activation=hp.hidden_activation,
-        )
-    except ValueError as exc:
-        raise Invalid(f"{where}init_from_run_id {run_id}: {exc}") from None
 
 
 def _owned(session: Any, run_id: str, owner: str) -> Run:

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.db.arrays import stored_dataset
 from app.db.base import utcnow
-from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
+from app.db.models import Checkpoint, Run, RunEpoch, StoredModel, SweepTrial
 from app.db.session import Database, is_unavailable
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
 from app.worker.dataset_cache import rows_of
@@ -36,6 +36,7 @@ from app.worker.lease import (
     lease_expiry,
     release_run,
 )
+from app.worker.sweep_trial import trial_pruner
 
 log = logging.getLogger("twolayer.worker")
 
@@ -55,6 +56,9 @@ class Reporter:
     should_stop: Callable[[], bool]
     checkpoint_epoch: int
     started_at: datetime | None = None
+    # a sweep's trial: asked after each epoch whether its sweep prunes it
+    prune: Callable[[EpochRecord], bool] | None = None
+    pruned: str = ""  # why it was, if it was
     pending: list[EpochRecord] = field(default_factory=list)
     cancelled: bool = False
     over_time: bool = False
@@ -82,6 +86,9 @@ class Reporter:
             self.pending.append(record)
         if self.should_stop():
             self.interrupted = True
+            return True
+        if record is not None and self.prune is not None and self.prune(record):
+            self.pruned = getattr(self.prune, "reason", "pruned by its sweep")
             return True
         now = time.monotonic()
         if now > self.deadline:
@@ -224,6 +231,7 @@ def _train(
             if stored is None:
                 raise ValueError(f"init_from_run_id {run.init_from_run_id} has no weights")
             init_model = Model.from_bytes(stored.data)
+        prune = trial_pruner(session, run_id)
     if run.attempts > settings.max_attempts:
         fail_run(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
         return "failed"
@@ -269,6 +277,7 @@ def _train(
         should_stop=should_stop,
         checkpoint_epoch=start_epoch,
         started_at=run.started_at or utcnow(),
+        prune=prune,
     )
     reporter.renewed_at = renewed
     result = trainer.run(reporter)
@@ -294,7 +303,7 @@ def _release(*, db: Database, reporter: Reporter, trainer: Trainer) -> Outcome:
 def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
     status: Outcome
     error = None
-    if reporter.cancelled:
+    if reporter.cancelled or reporter.pruned:
         status = "cancelled"
     elif reporter.over_time:
         status = "failed"
@@ -325,7 +334,7 @@ def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
             error=error,
             epoch=result.epochs_completed,
             metrics=metrics,
-            warnings=list(result.warnings),
+            warnings=[*result.warnings, *([reporter.pruned] if reporter.pruned else [])],
             best_epoch=result.best_epoch,
             finished_at=utcnow(),
             lease_expires_at=None,  # lease_owner stays: the worker that finished it
@@ -341,4 +350,10 @@ def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
                 )
             )
         session.execute(delete(Checkpoint).where(Checkpoint.run_id == reporter.run_id))
+        if reporter.pruned:  # the sweep's driver records the rest of the trial
+            session.execute(
+                update(SweepTrial)
+                .where(SweepTrial.run_id == reporter.run_id)
+                .values(state="pruned")
+            )
     return status

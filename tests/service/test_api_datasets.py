@@ -65,7 +65,7 @@ def test_pagination(api: TestClient) -> None:
     problem_of(api.get("/datasets", params={"offset": -1}), 422)
 
 
-@pytest.mark.parametrize("kind", ["moons", "circles", "xor", "spiral", "blobs"])
+@pytest.mark.parametrize("kind", ["moons", "circles", "xor", "spiral", "blobs", "flower"])
 def test_sample_datasets(api: TestClient, kind: str) -> None:
     body = sample_dataset(api, kind, 100)
     assert body["n_samples"] == 100

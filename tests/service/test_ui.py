@@ -77,7 +77,7 @@ def test_the_new_run_form_is_rendered_from_the_engines_rules(
     assert epochs.maximum == settings.max_epochs  # the service's cap, as the schema states it
     assert epochs.default == DEFAULTS["epochs"]
     assert f'max="{settings.max_epochs}"' in html
-    for kind in ("moons", "circles", "xor", "spiral", "blobs"):
+    for kind in ("moons", "circles", "xor", "spiral", "blobs", "flower"):
         assert f"<option>{kind}</option>" in html
 
 
