@@ -38,6 +38,7 @@ class SweepDriver:
         self.db, self.settings, self.executor = db, settings, executor
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="twolayer-sweeps", daemon=True)
+        self._jitter = random.Random()  # its own: the global generator is left alone
 
     def start(self) -> None:
         self._thread.start()
@@ -49,7 +50,7 @@ class SweepDriver:
 
     def _loop(self) -> None:
         interval = self.settings.sweep_poll_seconds
-        while not self._halt.wait(interval * random.uniform(0.9, 1.1)):
+        while not self._halt.wait(interval * self._jitter.uniform(0.9, 1.1)):
             try:
                 drive_once(db=self.db, settings=self.settings, executor=self.executor)
             except Exception:  # the database is away, say: the next poll tries again

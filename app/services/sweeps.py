@@ -155,7 +155,8 @@ def _step(
     _record_ended(session, sweep, trials)
     if sweep.status != "running":
         return []
-    spec, runs = sweep.spec, []
+    spec = sweep.spec
+    runs: list[Run] = []
     going = sum(t.state == "pending" for t in trials)
     while len(trials) < sweep.trials and going < sweep.parallel:
         number = len(trials)
@@ -231,6 +232,9 @@ def _record_ended(session: Session, sweep: Sweep, trials: Sequence[SweepTrial]) 
         elif run.status not in ENDED_STATUSES:
             continue
         else:
+            # read again, after its run: the worker that pruned it marked it in
+            # the transaction that ended the run, maybe after our first read
+            session.refresh(trial)
             trial.metrics, trial.epochs = run.metrics, run.epoch
             trial.value = metric_value(run.metrics, sweep.spec["metric"])
             if pruner is not None:
@@ -265,9 +269,8 @@ def _figures(session: Session, run_id: str, spec: dict[str, Any], interval: int)
 def _view(session: Session, sweep: Sweep) -> SweepView:
     trials = list(_trials(session, sweep.id))
     going = [t.run_id for t in trials if t.finished_at is None and t.run_id is not None]
-    status = dict(
-        session.execute(select(Run.id, Run.status).where(Run.id.in_(going))).tuples().all()
-    )
+    rows = session.execute(select(Run.id, Run.status).where(Run.id.in_(going))).all()
+    status = {str(run_id): str(run_status) for run_id, run_status in rows}
     return SweepView(sweep, trials, status)
 
 
