@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from pydantic import BaseModel
 
 from app.client.cli_models import add_model_commands, models
+from app.client.cli_sweeps import add_sweep_commands, sweep_command
 from app.client.client import Client, Run
 from app.client.errors import APIError, NotFoundError, TwolayerError
 from app.db.models import RUN_STATUSES
@@ -24,7 +25,7 @@ from app.nn.hyperparameters import DEFAULTS, RULES
 from app.nn.rules import Rule
 from app.schemas.runs import RunHistory
 
-COMMANDS = ("train", "predict", "runs", "datasets", "models")
+COMMANDS = ("train", "predict", "runs", "datasets", "models", "sweep")
 EXIT_FAILED = 1  # the run failed or was cancelled
 EXIT_ERROR = 2  # the server refused the request, or could not be reached
 EXIT_INTERRUPTED = 130
@@ -122,6 +123,7 @@ def add_commands(commands: Any) -> None:
     upload.add_argument("--label-column")
     upload.add_argument("--name")
     add_model_commands(commands, common)
+    add_sweep_commands(commands, common, add_hyperparameter)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -136,6 +138,8 @@ def run_command(args: argparse.Namespace) -> int:
                 return runs(client, args)
             if args.command == "models":
                 return models(client, args)
+            if args.command == "sweep":
+                return sweep_command(client, args)
             return datasets(client, args)
     except APIError as exc:
         print(f"twolayer: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The Python client of the twolayer API: datasets, runs, the model registry, predictions.
+"""The Python client of the twolayer API: datasets, runs, sweeps, the model registry, predictions.
 
 Every answer comes back as the API's own Pydantic schema (app.schemas.*);
 nothing here reads the server's settings, so a client needs none of them.
@@ -16,12 +16,13 @@ from app.client.arrays import Prediction, send_predict
 from app.client.datasets import Datasets
 from app.client.models import Models
 from app.client.runs import Run, Runs
+from app.client.sweeps import Sweep, Sweeps
 from app.client.transport import Transport
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 4
-__all__ = ["Client", "Datasets", "Models", "Prediction", "Run", "Runs"]
+__all__ = ["Client", "Datasets", "Models", "Prediction", "Run", "Runs", "Sweep", "Sweeps"]
 
 
 class Client:
@@ -57,6 +58,7 @@ class Client:
         self.datasets = Datasets(self._transport)
         self.runs = Runs(self._transport)
         self.models = Models(self._transport)
+        self.sweeps = Sweeps(self._transport)
 
     def __enter__(self) -> Client:
         return self

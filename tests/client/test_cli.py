@@ -272,3 +272,45 @@ def test_models_commands(live_url: str, data: Path) -> None:
     assert twolayer(live_url, "models", "delete", "xor", "--alias", "champion").returncode == 0
     assert twolayer(live_url, "models", "delete", "xor").returncode == 0
     assert twolayer(live_url, "models", "show", "xor").returncode == 2
+
+
+def test_sweep_commands_print_the_trials_as_a_table(live_url: str, data: Path) -> None:
+    client = Client(live_url)
+    dataset = client.datasets.create(data, label_column="y", name="xor-sweep")
+    client.close()
+    started = twolayer(
+        live_url,
+        *("sweep", "start", "xor-sweep", "--search", "hidden_units=1,2,4"),
+        *("--search", "learning_rate=0.1,0.5", "--strategy", "grid", "--epochs", "10"),
+        *("--metric", "train.accuracy", "--sweep-seed", "3", "--sweep-name", "cli-sweep"),
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stderr.count("trial ") == 6  # a line per trial as it ends
+    lines = started.stdout.splitlines()
+    assert any("hidden_units" in line and "learning_rate" in line for line in lines)
+    assert sum("complete" in line for line in lines) == 6
+    assert "★" in started.stdout  # the best trial, marked
+    assert lines[-1].startswith("best: trial ")
+    listed = twolayer(live_url, "sweep", "list").stdout.splitlines()
+    assert listed[0].split("\t")[:4] == ["id", "name", "status", "trials"]
+    sweep_id, name, status, trials = listed[1].split("\t")[:4]
+    assert (name, status, trials) == ("cli-sweep", "succeeded", "6/6")
+    shown = json.loads(twolayer(live_url, "sweep", "show", sweep_id, "--json").stdout)
+    assert shown["dataset_id"] == dataset.id
+    assert sorted(t["params"]["hidden_units"] for t in shown["trials"]) == [1, 1, 2, 2, 4, 4]
+    refused = twolayer(live_url, "sweep", "cancel", sweep_id)
+    assert refused.returncode == 2
+    assert "already ended" in refused.stderr
+    bad = twolayer(live_url, "sweep", "start", "xor-sweep", "--search", "hidden=1,2")
+    assert bad.returncode == 2
+    assert "--search 'hidden=1,2'" in bad.stderr
+    ranged = twolayer(
+        live_url,
+        *("sweep", "start", dataset.id, "--search", "learning_rate=0.01:1:log", "--no-wait"),
+        *("--strategy", "random", "--trials", "2", "--epochs", "3", "--metric", "train.cost"),
+    )
+    assert ranged.returncode == 0, ranged.stderr
+    with Client(live_url) as client:
+        sweep = client.sweeps.get(ranged.stdout.strip()).wait(timeout=60)
+    assert sweep.search == {"learning_rate": {"low": 0.01, "high": 1.0, "log": True}}
+    assert all(0.01 <= t.params["learning_rate"] <= 1 for t in sweep.trials)
