@@ -155,7 +155,8 @@ def _step(
     _record_ended(session, sweep, trials)
     if sweep.status != "running":
         return []
-    spec, runs = sweep.spec, []
+    spec = sweep.spec
+    runs: list[Run] = []
     going = sum(t.state == "pending" for t in trials)
     while len(trials) < sweep.trials and going < sweep.parallel:
         number = len(trials)
