@@ -73,14 +73,14 @@ function scatterSeries(name, color, { fill = color, size = 9 } = {}) {
   };
 }
 
+// the whole searched range (and any value seen), not only the trials so far
 function xScale(axis) {
   if (axis.kind === "category") return { time: false, range: () => [-0.5, axis.categories.length - 0.5] };
-  if (axis.kind === "log") return { time: false, distr: 3, log: 10, range: (u, lo, hi) => [(lo ?? axis.low) / 1.5, (hi ?? axis.high) * 1.5] };
+  if (axis.kind === "log") return { time: false, distr: 3, log: 10, range: () => [axis.low / 1.5, axis.high * 1.5] };
   return {
     time: false,
-    range: (u, lo, hi) => {
-      const low = lo ?? axis.low;
-      const high = hi ?? axis.high;
+    range: () => {
+      const [low, high] = [axis.low, axis.high];
       const pad = (high - low || Math.abs(high) || 1) * 0.06;
       return [low - pad, high + pad];
     },

@@ -132,6 +132,12 @@ function renderHead(cols) {
   );
 }
 
+// a searched value of null (batch_size: the full batch) is "null", not a blank
+function paramText(params, name) {
+  if (!(name in params)) return "—";
+  return params[name] === null ? "null" : fmt(params[name], 6);
+}
+
 function stateCell(trial) {
   const text = trial.state === "pending" && trial.run_status ? `pending (${trial.run_status})` : trial.state;
   const td = el("td", {}, el("span", { class: `status ${trial.state}`, text }));
@@ -161,7 +167,7 @@ function renderTrials() {
         "tr",
         {},
         el("td", { class: "num", text: String(t.number) }),
-        ...cols.filter((c) => c.param).map((c) => el("td", { class: c.num ? "num" : "", text: fmt(t.params[c.param], 6) })),
+        ...cols.filter((c) => c.param).map((c) => el("td", { class: c.num ? "num" : "", text: paramText(t.params, c.param) })),
         stateCell(t),
         valueCell,
         el("td", { class: "num", text: fmt(t.epochs) }),
