@@ -14,6 +14,14 @@ from typing import IO, Any
 import httpx2 as httpx
 
 TWOLAYER = str(Path(sys.executable).with_name("twolayer"))
+# this checkout's code, first on the path of every process started here: the
+# venv's editable install may point at another checkout (a git worktree's)
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def on_this_checkout(env: dict[str, str]) -> dict[str, str]:
+    paths = [ROOT, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def free_port() -> int:
@@ -54,7 +62,7 @@ def start_serve(
     process = subprocess.Popen(
         [TWOLAYER, "serve", "--port", str(port)],
         cwd=workdir,
-        env={**os.environ, **env},
+        env=on_this_checkout({**os.environ, **env}),
         stdout=subprocess.DEVNULL,
         stderr=stderr,
         start_new_session=True,

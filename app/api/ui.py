@@ -134,6 +134,18 @@ async def models_page(request: Request) -> HTMLResponse:
     return _page(request, "models.html", "Models", "models.js", nav="models")
 
 
+@router.get("/sweeps")
+async def sweeps_page(request: Request) -> HTMLResponse:
+    return _page(request, "sweeps.html", "Sweeps", "sweeps.js", nav="sweeps")
+
+
+@router.get("/sweeps/{sweep_id}")
+async def sweep_page(request: Request, sweep_id: str) -> HTMLResponse:
+    if not is_id(sweep_id):
+        raise NotFound(f"no sweep {sweep_id!r}")
+    return _page(request, "sweep.html", "Sweep", "sweep.js", nav="sweeps", sweep_id=sweep_id)
+
+
 @router.get("/new")
 async def new_run_page(request: Request, settings: SettingsDep) -> HTMLResponse:
     return _page(

@@ -19,7 +19,16 @@ from app.nn.hyperparameters import DEFAULTS, RULES
 from tests.service.conftest import RecordingExecutor, bearer, sample_dataset, secured_settings
 
 STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
-PAGES = ("/ui", "/ui/new", "/ui/compare?run=a&run=b", "/ui/runs/9b2f4c1e")
+PAGES = (
+    "/ui",
+    "/ui/new",
+    "/ui/compare?run=a&run=b",
+    "/ui/runs/9b2f4c1e",
+    "/ui/models",
+    "/ui/sweeps",
+    "/ui/sweeps/9b2f4c1e",
+)
+NAV = ("Runs", "New run", "Models", "Sweeps", "API docs")
 
 
 def assets_of(html: str) -> list[str]:
@@ -53,13 +62,36 @@ def test_every_page_is_html_under_the_policy_with_nothing_from_outside(api: Test
         html = check_page(api, path)
         assert '<nav class="bar">' in html
         assert 'href="/docs"' in html
+        nav = html.split('<nav class="bar">', 1)[1].split("</nav>", 1)[0]
+        assert re.findall(r">([^<>]+)</a>", nav)[1:] == list(NAV), path  # after the brand
+        assert '<a href="/ui/sweeps"' in nav
     assert api.get("/ui/runs/not%20an%20id").status_code == 404
+    assert api.get("/ui/sweeps/not%20an%20id").status_code == 404
     # the scripts are the project's own files, served with the vendored chart library
     assert (STATIC / "uplot-1.6.32" / "uPlot.iife.min.js").is_file()
-    for script in ("common.js", "runs.js", "run.js", "compare.js", "new.js"):
+    scripts = ("common.js", "runs.js", "run.js", "compare.js", "new.js", "models.js")
+    for script in (*scripts, "sweeps.js", "sweep.js", "sweep-chart.js"):
         body = api.get(f"/static/ui/{script}").text
         assert "http://" not in body
         assert "https://" not in body
+
+
+def test_the_sweeps_pages_are_their_shells_with_their_scripts(api: TestClient) -> None:
+    listing = check_page(api, "/ui/sweeps")
+    assert 'src="/static/ui/sweeps.js"' in listing
+    assert '<table class="grid" id="sweeps">' in listing
+    assert '<a href="/ui/sweeps" aria-current="page">Sweeps</a>' in listing
+    page = check_page(api, "/ui/sweeps/9b2f4c1e")
+    assert 'src="/static/ui/sweep.js"' in page
+    assert 'data-sweep-id="9b2f4c1e"' in page
+    for part in ('id="trials"', 'id="chart"', 'id="chart-param"', 'id="cancel"', 'id="summary"'):
+        assert part in page
+    assert '<a href="/ui/sweeps" aria-current="page">Sweeps</a>' in page
+    # the page's modules, imported by name: each one is served
+    for script in ("sweeps.js", "sweep.js"):
+        body = api.get(f"/static/ui/{script}").text
+        for module in re.findall(r'from "\./([\w-]+\.js)"', body):
+            assert api.get(f"/static/ui/{module}").status_code == 200, module
 
 
 def test_the_new_run_form_is_rendered_from_the_engines_rules(
