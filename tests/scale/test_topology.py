@@ -427,3 +427,39 @@ def test_each_worker_keeps_one_connection_and_its_sweeper_none(topology: Topolog
     assert all(counts.get("twolayer-worker") == 2 for counts in seen), seen
     assert max(counts.get("twolayer-sweeper", 0) for counts in seen) <= 1, seen
     assert set().union(*seen) <= {"twolayer-worker", "twolayer-sweeper", "twolayer-api"}, seen
+
+
+def test_a_sweeps_trials_train_on_the_celery_workers(topology: Topology) -> None:
+    """The API's driver asks for trials; the Celery workers train them, and the
+    worker that trains a trial asks its sweep's pruner (issue 18)."""
+    dataset = topology.dataset(600)
+    request = {
+        "dataset_id": dataset,
+        "base": {"epochs": 30, "batch_size": 16, "seed": 3},
+        "search": {"learning_rate": [0.3, 1e-6, 2e-6, 0.2]},
+        "strategy": "grid",
+        "parallel": 2,
+        "metric": "validation.cost",
+        "seed": 1,
+        "pruner": {"startup_trials": 1, "warmup_epochs": 3},
+    }
+    answer = httpx.post(f"{topology.base}/sweeps", json=request, timeout=30)
+    assert answer.status_code == 202, answer.text
+    sweep_id = answer.json()["id"]
+
+    def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = httpx.get(f"{topology.base}/sweeps/{sweep_id}", timeout=10).json()
+        ended = body["status"] != "running" and all(t["finished_at"] for t in body["trials"])
+        return body if ended else None
+
+    try:
+        sweep: dict[str, Any] = wait(done, 90, "the sweep to end")
+    except AssertionError:
+        raise AssertionError(topology.logs()) from None
+    assert sweep["status"] == "succeeded"
+    assert len(sweep["trials"]) == 4
+    for trial in sweep["trials"]:
+        run, _ = topology.row(trial["run_id"])
+        assert topology.worker_of(run) in ("worker1", "worker2")
+        assert run.attempts == 1
+    assert sweep["best"]["params"]["learning_rate"] in (0.3, 0.2)
