@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import DomainError, StorageFull, SweepEnded, TooManyRuns
 from app.core.ids import new_id
 from app.core.settings import Settings
+from app.core.text import NAME_MAX
 from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, Sweep, SweepTrial
 from app.db.session import Database
@@ -175,8 +176,9 @@ def _step(
             state="pending",
             created_at=utcnow(),
         )
-        label = sweep.name or f"sweep-{sweep.id[:8]}"
-        request = RunRequest(sweep.dataset_id, None, f"{label} #{number}", None, hp)
+        suffix = f" #{number}"  # within a run name's limit, however long the sweep's
+        label = (sweep.name or f"sweep-{sweep.id[:8]}")[: NAME_MAX - len(suffix)]
+        request = RunRequest(sweep.dataset_id, None, label + suffix, None, hp)
         try:  # a refused run adds nothing: its checks come before its row
             (run,), _ = add_runs(session, settings=settings, owner=sweep.owner, requests=[request])
         except (TooManyRuns, StorageFull) as exc:

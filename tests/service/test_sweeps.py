@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -391,3 +391,24 @@ def test_any_search_space_is_a_sweep_or_a_clear_4xx(
         assert 400 <= response.status_code < 500
         assert api.get("/sweeps").json()["total"] == before
         assert recorder.submitted[sent:] == []
+
+
+@given(name=st.text(min_size=1, max_size=200).filter(lambda s: "\x00" not in s))
+@example(name="é" * 200)  # the longest: a trial's " #n" must still fit
+@hypothesis_settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_sweep_name_names_its_trials_runs_within_the_limit(
+    api: TestClient, recorder: RecordingExecutor, name: str
+) -> None:
+    dataset = sample_dataset(api)
+    request = {"dataset_id": dataset["id"], "name": name, "search": {"hidden_units": [1, 2]}}
+    response = api.post("/sweeps", json={**request, "strategy": "grid"})
+    assert response.status_code == 202, response.text
+    assert response.json()["name"] == name
+    for number, trial in enumerate(response.json()["trials"]):
+        run_name = api.get(f"/runs/{trial['run_id']}").json()["name"]
+        assert run_name.endswith(f" #{number}")
+        assert len(run_name) <= 200
+        assert name.startswith(run_name.removesuffix(f" #{number}"))
+    api.post(f"/sweeps/{response.json()['id']}/cancel")
