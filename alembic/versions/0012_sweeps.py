@@ -90,11 +90,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sweep_id", "number", name=op.f("pk_sweep_trial")),
     )
     op.create_index(op.f("ix_sweep_trial_run_id"), "sweep_trial", ["run_id"], unique=True)
-    op.create_index(op.f("ix_sweep_trial_state"), "sweep_trial", ["state"])
+    op.create_index(
+        op.f("ix_sweep_trial_sweep_id"),
+        "sweep_trial",
+        ["sweep_id"],
+        postgresql_where=sa.text("finished_at IS NULL"),
+        sqlite_where=sa.text("finished_at IS NULL"),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_sweep_trial_state"), table_name="sweep_trial")
+    op.drop_index(op.f("ix_sweep_trial_sweep_id"), table_name="sweep_trial")
     op.drop_index(op.f("ix_sweep_trial_run_id"), table_name="sweep_trial")
     op.drop_table("sweep_trial")
     op.drop_index(op.f("ix_sweep_status"), table_name="sweep")

@@ -11,7 +11,7 @@ from app.api.auth import OwnerDep
 from app.api.deps import DatabaseDep, ExecutorDep, Limit, Offset, SettingsDep
 from app.core.errors import Invalid, NotFound, StorageFull, SweepEnded, TooManyRuns
 from app.schemas.common import Page, problems
-from app.schemas.sweeps import SweepCreate, SweepRead, sweep_read
+from app.schemas.sweeps import SweepCreate, SweepRead, SweepSummary, sweep_read, sweep_summary
 from app.services import sweeps as service
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -61,12 +61,13 @@ async def create_sweep(
 @router.get("", summary="List sweeps")
 async def list_sweeps(
     db: DatabaseDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
-) -> Page[SweepRead]:
-    """Your sweeps, newest first."""
+) -> Page[SweepSummary]:
+    """Your sweeps, newest first, each with its counts and best trial (without every
+    trial: GET /sweeps/{id} has them)."""
     items, total = await asyncio.to_thread(
         service.list_sweeps, db=db, owner=owner, limit=limit, offset=offset
     )
-    return Page[SweepRead](items=[sweep_read(v) for v in items], total=total)
+    return Page[SweepSummary](items=[sweep_summary(v) for v in items], total=total)
 
 
 @router.get("/{sweep_id}", summary="Read a sweep", responses=problems(NotFound))

@@ -4,6 +4,7 @@ and prints the trials as a table at the end."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import uuid
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.client.client import Client
+from app.client.errors import ConflictError
 from app.client.sweeps import Sweep
 from app.nn.hyperparameters import RULES
 from app.nn.rules import Rule
@@ -108,14 +110,14 @@ def sweep_command(client: Client, args: argparse.Namespace) -> int:
         print("id\tname\tstatus\ttrials\tbest\tcreated")
         for s in found:
             best = "-" if s.best is None or s.best.value is None else f"{s.best.value:.4f}"
-            ended = sum(1 for t in s.trials if t.finished_at)
+            ended = sum(n for state, n in s.counts.items() if state != "pending")
             when = f"{s.created_at:%Y-%m-%d %H:%M}"
             print(
                 f"{s.id}\t{s.name or '-'}\t{s.status}\t{ended}/{s.trials_planned}\t{best}\t{when}"
             )
         return 0
     if args.action == "cancel":
-        cancelled = client.sweeps.get(args.sweep).cancel()
+        cancelled = client.sweeps.get(args.sweep).cancel()  # ConflictError once ended
         print(cancelled.model_dump_json() if args.json else f"sweep {cancelled.id}: cancelled")
         return 0
     if args.action == "show":
@@ -143,7 +145,8 @@ def sweep_command(client: Client, args: argparse.Namespace) -> int:
     try:
         sweep.wait(poll=0.5, stream=None if args.json else sys.stderr)
     except KeyboardInterrupt:
-        sweep.cancel()
+        with contextlib.suppress(ConflictError):  # it may have ended meanwhile
+            sweep.cancel()
         print(f"\ntwolayer: sweep {sweep.id} cancelled", file=sys.stderr)
         return 130
     return _show(sweep, args)

@@ -17,7 +17,7 @@ from app.client.errors import WaitTimeoutError
 from app.client.transport import Transport
 from app.schemas.common import Page
 from app.schemas.datasets import DatasetRead
-from app.schemas.sweeps import SweepRead, TrialRead
+from app.schemas.sweeps import SweepRead, SweepSummary, TrialRead
 
 
 class Sweep(SweepRead):
@@ -166,11 +166,12 @@ class Sweeps:
         read = SweepRead.model_validate(self._http.json("GET", f"/sweeps/{sweep_id}"))
         return Sweep.of(self._http, read)
 
-    def list(self, *, page_size: int = PAGE_SIZE) -> Iterator[Sweep]:
-        """Every sweep, newest first, a page at a time."""
+    def list(self, *, page_size: int = PAGE_SIZE) -> Iterator[SweepSummary]:
+        """Every sweep, newest first, a page at a time: its counts and best trial
+        (`get` reads one whole, with every trial)."""
 
-        def fetch(limit: int, offset: int) -> Page[SweepRead]:
+        def fetch(limit: int, offset: int) -> Page[SweepSummary]:
             body = self._http.json("GET", "/sweeps", params={"limit": limit, "offset": offset})
-            return Page[SweepRead].model_validate(body)
+            return Page[SweepSummary].model_validate(body)
 
-        return (Sweep.of(self._http, read) for read in pages(fetch, page_size))
+        return pages(fetch, page_size)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -282,7 +283,13 @@ class SweepTrial(Base):
             name="state",
         ),
         Index(None, "run_id", unique=True),
-        Index(None, "state"),
+        # the trials still going, which the sweeps' driver looks for every second
+        Index(
+            None,
+            "sweep_id",
+            postgresql_where=text("finished_at IS NULL"),
+            sqlite_where=text("finished_at IS NULL"),
+        ),
     )
 
     sweep_id: Mapped[str] = mapped_column(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
-from app.db.models import SweepStatus, TrialState
+from app.db.models import SweepStatus, SweepTrial, TrialState
 from app.schemas.common import FiniteFloat, Id, Name, Schema, StrictFloat, exactly_one
 from app.schemas.runs import TOUR_DATASET_NAME, HyperparametersIn
 from app.services.sweep_spec import (
@@ -136,8 +136,8 @@ class TrialRead(BaseModel):
     finished_at: datetime | None = Field(description="when its run ended")
 
 
-class SweepRead(BaseModel):
-    """A sweep: what it searches, where it stands, its trials and the best one."""
+class SweepSummary(BaseModel):
+    """A sweep: what it searches, where it stands, and its best trial."""
 
     id: str = Field(description="the sweep's id")
     name: str | None = Field(description="its name, if given")
@@ -155,30 +155,28 @@ class SweepRead(BaseModel):
     startup_trials: int = Field(description="TPE: random trials before it models the results")
     counts: dict[str, int] = Field(description="trials by state")
     best: TrialRead | None = Field(description="the best complete trial by the metric")
-    trials: list[TrialRead] = Field(description="every trial so far, by number")
     note: str | None = Field(description="why no trial could start lately, or why it failed")
     created_at: datetime = Field(description="when it was created")
     finished_at: datetime | None = Field(description="when it ended")
 
 
-def sweep_read(view: SweepView) -> SweepRead:
+class SweepRead(SweepSummary):
+    """A sweep whole: its settings, where it stands, the best trial and every trial."""
+
+    trials: list[TrialRead] = Field(description="every trial so far, by number")
+
+
+def _trial_read(view: SweepView, trial: SweepTrial) -> TrialRead:
+    fields = {n: getattr(trial, n) for n in TrialRead.model_fields if n != "run_status"}
+    going = trial.finished_at is None
+    return TrialRead(
+        **fields, run_status=view.run_status.get(trial.run_id or "") if going else None
+    )
+
+
+def sweep_summary(view: SweepView) -> SweepSummary:
     sweep = view.sweep
-    trials = [
-        TrialRead.model_validate(
-            {
-                **{n: getattr(t, n) for n in TrialRead.model_fields if n != "run_status"},
-                "run_status": view.run_status.get(t.run_id or "")
-                if t.finished_at is None
-                else None,
-            }
-        )
-        for t in view.trials
-    ]
-    best = view.best()
-    counts: dict[str, int] = {}
-    for trial in trials:
-        counts[trial.state] = counts.get(trial.state, 0) + 1
-    return SweepRead(
+    return SweepSummary(
         id=sweep.id,
         name=sweep.name,
         dataset_id=sweep.dataset_id,
@@ -186,9 +184,8 @@ def sweep_read(view: SweepView) -> SweepRead:
         trials_planned=sweep.trials,
         parallel=sweep.parallel,
         seed=sweep.seed,
-        counts=counts,
-        best=None if best is None else trials[best.number],
-        trials=trials,
+        counts=view.counts,
+        best=None if view.best is None else _trial_read(view, view.best),
         note=sweep.note,
         created_at=sweep.created_at,
         finished_at=sweep.finished_at,
@@ -196,3 +193,8 @@ def sweep_read(view: SweepView) -> SweepRead:
         pruner=sweep.spec["pruner"],
         startup_trials=sweep.spec["startup_trials"],
     )
+
+
+def sweep_read(view: SweepView) -> SweepRead:
+    trials = [_trial_read(view, t) for t in view.trials]
+    return SweepRead(**dict(sweep_summary(view)), trials=trials)

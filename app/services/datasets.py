@@ -16,7 +16,7 @@ from app.core.ids import new_id, sample_dataset_id
 from app.core.settings import Settings
 from app.core.text import LABEL_MAX, NAME_MAX, text_problem
 from app.db.arrays import chunk_rows, dataset_sha256, insert_chunk, npy_bytes
-from app.db.models import SAMPLE_ID_KEY, Dataset, Run, ServerSecret
+from app.db.models import SAMPLE_ID_KEY, Dataset, Run, ServerSecret, Sweep
 from app.db.session import Database
 from app.nn import encode_labels, make_samples
 from app.nn.preprocessing import Label
@@ -252,10 +252,22 @@ def get_dataset(*, db: Database, owner: str, dataset_id: str) -> Dataset:
 
 def delete_dataset(*, db: Database, owner: str, dataset_id: str) -> None:
     with db.write() as session:
+        # the owner's lock first, as every creation and sweep step takes it: a
+        # sweep's step cannot add a run on the dataset meanwhile (nor deadlock)
+        lock_owner(session, owner)
         dataset = _owned(session, dataset_id, owner)
         used = session.scalar(
             select(func.count()).select_from(Run).where(Run.dataset_id == dataset_id)
         )
         if used:
             raise DatasetInUse(f"dataset {dataset_id} is used by {used} run(s); delete them first")
-        session.delete(dataset)
+        sweeping = session.scalar(
+            select(func.count())
+            .select_from(Sweep)
+            .where(Sweep.dataset_id == dataset_id, Sweep.status == "running")
+        )
+        if sweeping:
+            raise DatasetInUse(
+                f"dataset {dataset_id} is used by {sweeping} running sweep(s); cancel them first"
+            )
+        session.delete(dataset)  # its ended sweeps go with it

@@ -24,6 +24,14 @@ def lock_owner(session: Session, owner: str) -> None:
         session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(owner, 0))))
 
 
+def try_lock_owner(session: Session, owner: str) -> bool:
+    """lock_owner, unless another transaction holds it: False then, at once."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    key = func.hashtextextended(owner, 0)
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(key))))
+
+
 def owner_stored_bytes(session: Session, owner: str) -> int:
     """The bytes the owner stores or has reserved: every dataset's arrays, every
     ended run's model, and the bound of every queued or running run (its

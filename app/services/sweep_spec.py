@@ -24,6 +24,7 @@ MAX_PARALLEL = 64
 MAX_CHOICES = 100  # values in one searched list
 DEFAULT_TRIALS = 10  # random and TPE, when `trials` is not given
 PRUNE_CHECKS = 100  # epochs checked by a pruner, by default: every epochs // 100
+MAX_INT_RANGE = 2**53  # Optuna draws an integer through a float: exact up to here
 
 
 def default_direction(metric: str) -> str:
@@ -80,9 +81,20 @@ def checked_spec(
         "startup_trials": startup_trials,
         "pruner": None,
     }
+    if True in _values(base, search, "early_stopping") and min(fractions) == 0:
+        raise Invalid(
+            "search: a trial could have early_stopping without a validation split: "
+            "early_stopping needs validation_fraction > 0 in every trial"
+        )
     if pruner is not None:
         epochs = max(_values(base, search, "epochs"))
         interval = pruner.get("interval_epochs") or max(1, epochs // PRUNE_CHECKS)
+        for name, value in (
+            ("interval_epochs", interval),
+            ("warmup_epochs", pruner.get("warmup_epochs", 0)),
+        ):
+            if value > epochs:
+                raise Invalid(f"pruner.{name}: {value} is more than the most epochs, {epochs}")
         spec["pruner"] = {
             "kind": pruner.get("kind", "median"),
             "startup_trials": pruner.get("startup_trials", 5),
@@ -101,8 +113,8 @@ def _check_space(settings: Settings, name: str, space: Any) -> None:
     if isinstance(space, list):
         if not 1 <= len(space) <= MAX_CHOICES:
             raise Invalid(f"search.{name}: give 1 to {MAX_CHOICES} values")
-        if len({repr(v) for v in space}) != len(space):
-            raise Invalid(f"search.{name}: a value is listed twice")
+        if any(v == w for i, v in enumerate(space) for w in space[:i]):
+            raise Invalid(f"search.{name}: a value is listed twice (1 and 1.0 are one value)")
     else:
         if rule.kind not in ("int", "float"):
             raise Invalid(f"search.{name}: a {rule.kind} is searched with a list of values")
@@ -110,6 +122,8 @@ def _check_space(settings: Settings, name: str, space: Any) -> None:
             isinstance(v, int) and not isinstance(v, bool) for v in values
         ):
             raise Invalid(f"search.{name}: an integer range needs integer bounds")
+        if rule.kind == "int" and max(abs(v) for v in values) > MAX_INT_RANGE:
+            raise Invalid(f"search.{name}: an integer range must stay within ±2**53; list values")
         if not space["low"] < space["high"]:
             raise Invalid(f"search.{name}: low must be below high")
         if space["log"] and space["low"] <= 0:

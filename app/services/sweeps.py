@@ -5,11 +5,11 @@ is deterministic; app/services/sweep_driver.py takes the steps)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.errors import DomainError, StorageFull, SweepEnded, TooManyRuns
@@ -20,36 +20,36 @@ from app.db.base import utcnow
 from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, Sweep, SweepTrial
 from app.db.session import Database
 from app.services.ownership import newest_named_in, owned
-from app.services.run_checks import check_size
+from app.services.run_checks import check_active_runs, check_size
 from app.services.runs import RunRequest, add_runs
-from app.services.storage import lock_owner
+from app.services.storage import lock_owner, try_lock_owner
 from app.services.sweep_spec import checked_spec, trial_hyperparameters, worst_case
 from app.worker.executor import Executor
 from app.worker.study import TrialRecord, ask, horizon, trial_seed
 from app.worker.sweeper import deliver_all
 
-# a trial's run is still going while the trial is pending, or pruned but not
-# yet recorded (the worker marks it pruned as the run ends: the rest is ours)
-_OPEN = or_(
-    SweepTrial.state == "pending", (SweepTrial.state == "pruned") & SweepTrial.finished_at.is_(None)
-)
+# a trial's run is still going, or has ended and is not yet recorded (a pruned
+# one is marked by the worker as its run ends: the rest is ours); one partial
+# index holds just these rows
+_OPEN = SweepTrial.finished_at.is_(None)
 
 
 @dataclass(frozen=True)
 class SweepView:
-    """A sweep as its reader sees it: the row, its trials, and the status of the
-    runs of those still going."""
+    """A sweep as its reader sees it: the row, its trials by state, the best one,
+    and (read whole) every trial with the status of the runs still going."""
 
     sweep: Sweep
-    trials: list[SweepTrial]
-    run_status: dict[str, str]
+    counts: dict[str, int]
+    best: SweepTrial | None
+    trials: list[SweepTrial] = field(default_factory=list)
+    run_status: dict[str, str] = field(default_factory=dict)
 
-    def best(self) -> SweepTrial | None:
-        done = [t for t in self.trials if t.state == "complete" and t.value is not None]
-        if not done:
-            return None
-        sign = -1.0 if self.sweep.spec["direction"] == "maximize" else 1.0
-        return min(done, key=lambda t: (sign * float(t.value or 0.0), t.number))
+
+def _better(sweep: Sweep) -> Any:
+    """The order of complete trials, best first: by the metric, then by number."""
+    value = SweepTrial.value.desc() if sweep.spec["direction"] == "maximize" else SweepTrial.value
+    return (value, SweepTrial.number)
 
 
 def create_sweep(
@@ -123,7 +123,10 @@ def advance_sweep(*, db: Database, settings: Settings, executor: Executor, sweep
         owner = session.scalar(select(Sweep.owner).where(Sweep.id == sweep_id))
         if owner is None:
             return 0
-        lock_owner(session, owner)  # before the sweep: the order every creation takes
+        # before the sweep, the order every creation takes; held by another step
+        # or creation of the owner's, this process skips the step (the next poll)
+        if not try_lock_owner(session, owner):
+            return 0
         sweep = session.scalar(
             select(Sweep).where(Sweep.id == sweep_id).with_for_update(skip_locked=True)
         )
@@ -162,8 +165,14 @@ def _step(
     while len(trials) < sweep.trials and going < sweep.parallel:
         number = len(trials)
         last_seen = horizon(spec, sweep.parallel, number)
-        if any(t.state == "pending" or t.finished_at is None for t in trials[: last_seen + 1]):
+        if any(t.finished_at is None for t in trials[: last_seen + 1]):
             break  # trial n waits for trials 0 … n - parallel (app/worker/study.py)
+        if not creating:  # the cap first: a sweep that waits does not ask in vain
+            try:
+                check_active_runs(session, sweep.owner, settings.max_active_runs_per_owner, 1)
+            except TooManyRuns as exc:
+                sweep.note = f"waiting: {exc.detail}"
+                break
         params, system_attrs = ask(
             spec=spec, seed=sweep.seed, parallel=sweep.parallel, trials=_records(trials)
         )
@@ -273,7 +282,28 @@ def _view(session: Session, sweep: Sweep) -> SweepView:
     going = [t.run_id for t in trials if t.finished_at is None and t.run_id is not None]
     rows = session.execute(select(Run.id, Run.status).where(Run.id.in_(going))).all()
     status = {str(run_id): str(run_status) for run_id, run_status in rows}
-    return SweepView(sweep, trials, status)
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[trial.state] = counts.get(trial.state, 0) + 1
+    done = [t for t in trials if t.state == "complete" and t.value is not None]
+    sign = -1.0 if sweep.spec["direction"] == "maximize" else 1.0
+    best = min(done, key=lambda t: (sign * float(t.value or 0.0), t.number)) if done else None
+    return SweepView(sweep, counts, best, trials, status)
+
+
+def _summary(session: Session, sweep: Sweep) -> SweepView:
+    """Without its trials: their counts by state and the best one, in two queries."""
+    of_sweep = SweepTrial.sweep_id == sweep.id
+    rows = session.execute(
+        select(SweepTrial.state, func.count()).where(of_sweep).group_by(SweepTrial.state)
+    ).all()
+    best = session.scalar(
+        select(SweepTrial)
+        .where(of_sweep, SweepTrial.state == "complete", SweepTrial.value.is_not(None))
+        .order_by(*_better(sweep))
+        .limit(1)
+    )
+    return SweepView(sweep, {str(state): int(n) for state, n in rows}, best)
 
 
 def get_sweep(*, db: Database, owner: str, sweep_id: str) -> SweepView:
@@ -284,7 +314,7 @@ def get_sweep(*, db: Database, owner: str, sweep_id: str) -> SweepView:
 def list_sweeps(
     *, db: Database, owner: str, limit: int, offset: int
 ) -> tuple[list[SweepView], int]:
-    """The owner's sweeps, newest first."""
+    """The owner's sweeps, newest first, without their trials (GET /sweeps/{id} has them)."""
     with db.read() as session:
         total = session.scalar(select(func.count()).where(Sweep.owner == owner)) or 0
         rows = session.scalars(
@@ -294,7 +324,7 @@ def list_sweeps(
             .limit(limit)
             .offset(offset)
         ).all()
-        return [_view(session, row) for row in rows], total
+        return [_summary(session, row) for row in rows], total
 
 
 def cancel_sweep(*, db: Database, owner: str, sweep_id: str) -> SweepView:

@@ -231,7 +231,7 @@ def _train(
             if stored is None:
                 raise ValueError(f"init_from_run_id {run.init_from_run_id} has no weights")
             init_model = Model.from_bytes(stored.data)
-        prune = trial_pruner(session, run_id)
+        prune = trial_pruner(session, run_id, checkpoint.epoch if checkpoint else 0)
     if run.attempts > settings.max_attempts:
         fail_run(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
         return "failed"

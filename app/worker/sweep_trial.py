@@ -7,13 +7,17 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Sweep, SweepTrial
+from app.db.models import RunEpoch, Sweep, SweepTrial
 from app.nn import EpochRecord
 
 
-def trial_pruner(session: Session, run_id: str) -> Callable[[EpochRecord], bool] | None:
-    """The pruner of the run's trial, if the run is a trial of a sweep that prunes.
-    Optuna is imported only then: a plain run pays one indexed read."""
+def trial_pruner(
+    session: Session, run_id: str, resumed_at: int
+) -> Callable[[EpochRecord], bool] | None:
+    """The pruner of the run's trial, if the run is a trial of a sweep that prunes;
+    a run resumed from a checkpoint at epoch `resumed_at` gives it the figures of
+    the epochs before (the median pruner compares the best so far). Optuna is
+    imported only then: a plain run pays one indexed read."""
     trial = session.scalar(select(SweepTrial).where(SweepTrial.run_id == run_id))
     if trial is None:
         return None
@@ -25,7 +29,7 @@ def trial_pruner(session: Session, run_id: str) -> Callable[[EpochRecord], bool]
     earlier = session.scalars(
         select(SweepTrial).where(SweepTrial.sweep_id == sweep.id, SweepTrial.number < trial.number)
     )
-    return TrialPruner(
+    pruner = TrialPruner(
         spec=sweep.spec,
         parallel=sweep.parallel,
         number=trial.number,
@@ -34,3 +38,14 @@ def trial_pruner(session: Session, run_id: str) -> Callable[[EpochRecord], bool]
             for t in earlier
         ],
     )
+    column = getattr(RunEpoch, pruner.figure)
+    before = session.execute(
+        select(RunEpoch.epoch, column).where(
+            RunEpoch.run_id == run_id,
+            RunEpoch.epoch <= resumed_at,
+            RunEpoch.epoch % pruner.interval == 0,
+            column.is_not(None),
+        )
+    )
+    pruner.trial.intermediate_values.update({int(e): float(v) for e, v in before})
+    return pruner

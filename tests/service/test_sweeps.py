@@ -15,9 +15,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from app.core.settings import Settings
+from app.db.base import utcnow
+from app.db.models import RunEpoch, SweepTrial
+from app.db.session import Database
 from app.main import create_app
+from app.nn import EpochRecord
 from app.services.sweep_spec import MAX_CHOICES, MAX_TRIALS
-from tests.service.conftest import RecordingExecutor, problem_of, sample_dataset
+from app.worker.sweep_trial import trial_pruner
+from tests.service.conftest import RecordingExecutor, problem_of, sample_dataset, start_run
 from tests.service.test_api_runs import runs_total
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -91,7 +96,11 @@ def test_a_grid_sweep_runs_every_point_once_as_ordinary_runs(service: TestClient
     assert done["best"] == best
     listed = service.get("/sweeps").json()
     assert listed["total"] == 1
-    assert listed["items"][0]["id"] == sweep["id"]
+    summary = listed["items"][0]
+    assert summary["id"] == sweep["id"]
+    assert "trials" not in summary  # a list stays small: GET /sweeps/{id} has them
+    assert summary["counts"] == done["counts"]
+    assert summary["best"] == done["best"]
 
 
 def _outcome(sweep: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -246,6 +255,32 @@ BAD: list[tuple[dict[str, Any], int, str]] = [
     ({"search": {"hidden_units": [0, 2]}}, 422, "hidden_units must be"),
     ({"search": {"hidden_units": [10**6]}}, 422, "limit"),
     ({"search": {"hidden_units": [2, 2]}}, 422, "twice"),
+    ({"search": {"learning_rate": [1, 1.0]}, "strategy": "grid"}, 422, "twice"),
+    ({"search": {"seed": {"low": 0, "high": 2**63 - 1}}}, 422, "2**53"),
+    (
+        {
+            "search": {"validation_fraction": [0, 0.2]},
+            "base": {"early_stopping": True},
+            "strategy": "random",
+            "metric": "train.cost",
+        },
+        422,
+        "early_stopping",
+    ),
+    (
+        {
+            "search": {"hidden_units": [1]},
+            "base": {"epochs": 10},
+            "pruner": {"interval_epochs": 2**31},
+        },
+        422,
+        "interval_epochs",
+    ),
+    (
+        {"search": {"hidden_units": [1]}, "base": {"epochs": 10}, "pruner": {"warmup_epochs": 11}},
+        422,
+        "warmup_epochs",
+    ),
     ({"search": {"hidden_units": list(range(1, MAX_CHOICES + 2))}}, 422, "values"),
     ({"search": {"learning_rate": {"low": 0.1, "high": 1}}, "strategy": "grid"}, 422, "grid"),
     ({"search": {"hidden_units": [1, 2]}, "strategy": "grid", "trials": 3}, 422, "2 points"),
@@ -412,3 +447,73 @@ def test_any_sweep_name_names_its_trials_runs_within_the_limit(
         assert len(run_name) <= 200
         assert name.startswith(run_name.removesuffix(f" #{number}"))
     api.post(f"/sweeps/{response.json()['id']}/cancel")
+
+
+def test_a_dataset_with_a_running_sweep_is_not_deleted(
+    api: TestClient, recorder: RecordingExecutor
+) -> None:
+    dataset = sample_dataset(api)
+    request = {"dataset_id": dataset["id"], "search": {"hidden_units": [1, 2]}, "strategy": "grid"}
+    sweep = api.post("/sweeps", json=request).json()
+    for trial in sweep["trials"]:  # its runs gone, the sweep would queue the next
+        assert api.delete(f"/runs/{trial['run_id']}").status_code == 204
+    body = problem_of(api.delete(f"/datasets/{dataset['id']}"), 409)
+    assert "running sweep" in body["detail"]
+    assert api.get(f"/sweeps/{sweep['id']}").status_code == 200
+    assert api.post(f"/sweeps/{sweep['id']}/cancel").status_code == 200
+    assert api.delete(f"/datasets/{dataset['id']}").status_code == 204
+    assert api.get(f"/sweeps/{sweep['id']}").status_code == 404  # an ended sweep goes with it
+
+
+def test_a_resumed_trial_prunes_as_if_uninterrupted(
+    api: TestClient, recorder: RecordingExecutor, db: Database
+) -> None:
+    """The median pruner compares a trial's best figure so far: a run resumed from
+    its checkpoint is given its earlier epochs' figures (its curve: 0.1 for five
+    epochs, then 0.9, against a median of 0.5, is never pruned)."""
+    dataset = sample_dataset(api)
+    request = {
+        "dataset_id": dataset["id"],
+        "base": {"epochs": 10},
+        "search": {"hidden_units": [1, 2, 3]},
+        "strategy": "grid",
+        "parallel": 1,
+        "metric": "validation.cost",
+        "pruner": {"startup_trials": 1, "interval_epochs": 1},
+    }
+    sweep = api.post("/sweeps", json=request).json()
+    resumed = start_run(api, dataset, epochs=10)
+    with db.write() as session:
+        first = session.get(SweepTrial, (sweep["id"], 0))
+        assert first is not None
+        first.state, first.value, first.finished_at = "complete", 0.5, utcnow()
+        first.intermediate = [[e, 0.5] for e in range(1, 11)]
+        session.add(
+            SweepTrial(
+                sweep_id=sweep["id"],
+                number=1,
+                run_id=resumed,
+                params={"hidden_units": 2},
+                system_attrs={},
+                state="pending",
+            )
+        )
+        session.add_all(
+            RunEpoch(
+                run_id=resumed,
+                epoch=e,
+                train_cost=0.1,
+                train_accuracy=0.5,
+                validation_cost=0.1,
+                validation_accuracy=0.5,
+            )
+            for e in range(1, 6)
+        )
+    curve = [EpochRecord(e, 0.9, 0.5, 0.9, 0.5) for e in range(6, 11)]
+    with db.read() as session:
+        pruner = trial_pruner(session, resumed, 5)
+        forgetful = trial_pruner(session, resumed, 0)  # what a fresh start would see
+    assert pruner is not None
+    assert forgetful is not None
+    assert [pruner(record) for record in curve] == [False] * 5
+    assert forgetful(curve[0])  # without its first epochs it would be pruned at once
