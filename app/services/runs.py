@@ -108,7 +108,7 @@ def _create(
             bound = _check_size(dataset, hp, settings, where)
             if request.init_from_run_id is not None:
                 _check_warm_start(session, request.init_from_run_id, owner, dataset, hp, where)
-            runs.append(_queued_run(request, owner, dataset_id, hp, bound, now + i * MICROSECOND))
+            runs.append(_queued_run(request, owner, dataset, hp, bound, now + i * MICROSECOND))
             stored += bound
         queued = _check_active_runs(session, owner, settings.max_active_runs_per_owner, len(runs))
         check_budget(
@@ -168,7 +168,7 @@ def _check_size(dataset: Dataset, hp: Hyperparameters, settings: Settings, where
 def _queued_run(
     request: RunRequest,
     owner: str,
-    dataset_id: str,
+    dataset: Dataset,
     hp: Hyperparameters,
     reserved: int,
     created: datetime,
@@ -177,8 +177,10 @@ def _queued_run(
         id=new_id(),
         owner=owner,
         name=request.name,
-        dataset_id=dataset_id,
+        dataset_id=dataset.id,
+        dataset_sha256=dataset.sha256,  # read with the run, the answer has it now
         init_from_run_id=request.init_from_run_id,
+        warm_start_run_id=request.init_from_run_id,
         status="queued",
         hyperparameters=hp.as_dict(),
         epoch=0,

@@ -26,6 +26,7 @@ from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database, is_unavailable
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
 from app.worker.dataset_cache import rows_of
+from app.worker.environment import recorded
 from app.worker.history import history_columns, history_rows
 from app.worker.lease import (
     LeaseLost,
@@ -242,6 +243,7 @@ def _train(
             owner,
             epoch=start_epoch,
             started_at=run.started_at or utcnow(),
+            environments=recorded(run.environments, run.attempts),  # where this attempt runs
             # renewed here, where the reporter's count of the lease begins
             lease_expires_at=lease_expiry(settings.lease_seconds),
         )
