@@ -144,9 +144,10 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # the dataset's sha256, read with the run (a dataset is never changed, nor
-    # deleted while a run uses it)
+    # deleted while a run uses it: a flush of the run need not read it again)
     dataset_sha256: Mapped[str] = column_property(
-        select(Dataset.sha256).where(Dataset.id == dataset_id).scalar_subquery()
+        select(Dataset.sha256).where(Dataset.id == dataset_id).scalar_subquery(),
+        expire_on_flush=False,
     )
 
 
