@@ -355,14 +355,12 @@ def test_0011_keeps_each_runs_warm_start_and_leaves_environments_unrecorded(
             )
         upgrade(database_url)
         with db.read() as session:
-            rows: dict[str, str | None] = dict(
-                session.execute(text("SELECT id, warm_start_run_id FROM run")).tuples().all()
-            )
+            rows = text("SELECT id, warm_start_run_id FROM run")
+            assert dict(session.execute(rows).all()) == {source: None, warm: source}
             assert session.execute(text("SELECT environments FROM run")).scalars().all() == [
                 None,
                 None,
             ]
-        assert rows == {source: None, warm: source}
         run = get_run(db=db, owner="o", run_id=warm).run
         assert (run.dataset_sha256, run.hyperparameters["seed"]) == (dataset.sha256, 7)
         assert run.environments is None
