@@ -5,16 +5,23 @@ whose weights equal the original's on the same machine."""
 from __future__ import annotations
 
 import platform
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from app.db.models import StoredModel
+from app.core.settings import Settings
+from app.db.base import utcnow
+from app.db.models import Run, StoredModel
 from app.db.session import Database
 from app.nn import Model
 from app.worker.environment import environment, recorded
+from app.worker.job import execute_run
+from app.worker.lease import claim_run
 from tests.service.conftest import ended, problem_of, sample_dataset, start_run, wait_for
+from tests.service.test_job import new_run
 
 
 def weights(db: Database, run_id: str) -> Model:
@@ -106,6 +113,25 @@ def test_a_rerun_keeps_the_name_goes_through_the_caps_and_404s(api: TestClient) 
     assert problem["detail"].endswith("does not exist")
     problem_of(api.post(f"/runs/{run_id}/rerun", json={"name": ""}), 422)
     problem_of(api.post(f"/runs/{run_id}/rerun", json={"seed": 1}), 422)  # nothing else
+
+
+def test_a_run_resumed_elsewhere_records_both_environments(
+    settings: Settings, db: Database
+) -> None:
+    run_id, _ = new_run(db, settings, epochs=5)
+    assert claim_run(db=db, run_id=run_id, owner="gone", lease_seconds=60)
+    elsewhere = {**environment(), "attempts": [1], "machine": "aarch64"}  # a worker since lost
+    with db.write() as session:
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(environments=[elsewhere], lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert execute_run(db=db, settings=settings, run_id=run_id, owner="next") == "succeeded"
+    with db.read() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        assert run.environments == [elsewhere, {"attempts": [2], **environment()}]
 
 
 def test_an_environment_is_one_entry_with_the_attempts_trained_in_it() -> None:
