@@ -178,7 +178,7 @@ def _queued_run(
         owner=owner,
         name=request.name,
         dataset_id=dataset.id,
-        dataset_sha256=dataset.sha256,  # read with the run, the answer has it now
+        dataset_sha256=dataset.sha256,  # a column_property: for the answer, never written
         init_from_run_id=request.init_from_run_id,
         warm_start_run_id=request.init_from_run_id,
         status="queued",
