@@ -87,7 +87,8 @@ class RunRerun(Schema):
 
 
 EXAMPLE_REPRODUCIBILITY: Any = {
-    "dataset_sha256": "5d0c3b8e2f4a6c1e9b7d5f3a1c8e6b4d2f0a9c7e5b3d1f8a6c4e2b0d9f7a5c3e",
+    # the tour's dataset
+    "dataset_sha256": "e89310d92b4e8ea926d398ee2f12d33c40a520bcf371995811b665a6f2f19d75",
     "seed": 0,
     "init_from_run_id": None,
     "environments": [
