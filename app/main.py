@@ -18,6 +18,7 @@ from app.api import (
     predict,
     predict_files,
     registry,
+    reruns,
     runs,
     sweeps,
     ui,
@@ -97,7 +98,7 @@ def create_app(
     app.router.routes.extend([*predict.routes, *v2.routes, *datasets.routes])
     routers = (
         *(health.router, runs.router, batches.router, datasets.router, predict_files.router),
-        *(registry.router, exports.router, v2.router, sweeps.router),
+        *(registry.router, reruns.router, exports.router, v2.router, sweeps.router),
         *(docs.router, ui.router, ui.root_router),
     )
     for router in routers:

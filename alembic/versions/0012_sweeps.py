@@ -1,7 +1,7 @@
 """sweeps: sweep and sweep_trial
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-03
 
 A sweep searches hyperparameters on one dataset with Optuna's ask-and-tell
@@ -24,7 +24,7 @@ from alembic import op
 from app.db.base import UTCDateTime
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -100,7 +100,9 @@ def add_commands(commands: Any) -> None:
     predict.add_argument("-o", "--output", type=Path, help="the CSV to write (default stdout)")
     predict.add_argument("--threshold", type=float, help="ŷ ≥ threshold is positive (0.5)")
 
-    runs = commands.add_parser("runs", help="list, show, cancel runs, or print a run's history")
+    runs = commands.add_parser(
+        "runs", help="list, show, cancel, rerun runs, or print a run's history"
+    )
     run_actions = runs.add_subparsers(dest="action", required=True)
     listing = run_actions.add_parser("list", parents=[common], help="runs, newest first")
     listing.add_argument("--status", choices=RUN_STATUSES)
@@ -112,6 +114,11 @@ def add_commands(commands: Any) -> None:
         ("history", "a run's per-epoch figures, as CSV"),
     ):
         run_actions.add_parser(action, parents=[common], help=text).add_argument("run", help="id")
+    rerun = run_actions.add_parser(
+        "rerun", parents=[common], help="queue a run again: same data, hyperparameters, seed"
+    )
+    rerun.add_argument("run", help="id")
+    rerun.add_argument("--name", help="the new run's name (default: the run's)")
 
     datasets = commands.add_parser("datasets", help="list or upload datasets")
     dataset_actions = datasets.add_subparsers(dest="action", required=True)
@@ -303,6 +310,10 @@ def runs(client: Client, args: argparse.Namespace) -> int:
                 f"{run.id}\t{run.status}\t{run.progress.epoch}/{run.progress.epochs}\t"
                 f"{run.name or '-'}\t{'-' if cost is None else f'{cost:.4f}'}"
             )
+        return 0
+    if args.action == "rerun":  # the new run's id (or its read), as `datasets upload` prints
+        again = client.runs.rerun(args.run, args.name)
+        print(again.read.model_dump_json() if args.json else again.id)
         return 0
     run = client.runs.get(args.run)
     if args.action == "cancel":

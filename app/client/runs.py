@@ -1,4 +1,4 @@
-"""client.runs and the Run handle: queue, follow, wait, predict, cancel, download."""
+"""client.runs and the Run handle: queue, follow, wait, predict, cancel, rerun, download."""
 
 from __future__ import annotations
 
@@ -140,6 +140,11 @@ class Run(RunRead):
         body = self._transport.json("POST", f"/runs/{self.id}/cancel")
         return self._update(RunRead.model_validate(body))
 
+    def rerun(self, name: str | None = None) -> Run:
+        """A new run with this one's dataset, resolved hyperparameters (seed included)
+        and warm-start source, named `name` or as this one (POST /runs/{id}/rerun)."""
+        return rerun(self._transport, self.id, name)
+
     def delete(self) -> None:
         self._transport.request("DELETE", f"/runs/{self.id}")
 
@@ -216,6 +221,10 @@ class Runs:
         )
         return [Run.of(self._http, read) for read in answer.items]
 
+    def rerun(self, run: RunRead | str, name: str | None = None) -> Run:
+        """The run (a RunRead or its id) queued again: Run.rerun."""
+        return rerun(self._http, run if isinstance(run, str) else run.id, name)
+
     def get(self, run_id: str) -> Run:
         return Run.of(self._http, RunRead.model_validate(self._http.json("GET", f"/runs/{run_id}")))
 
@@ -239,6 +248,13 @@ class Runs:
             return Page[RunRead].model_validate(self._http.json("GET", "/runs", params=params))
 
         return (Run.of(self._http, read) for read in pages(fetch, page_size))
+
+
+def rerun(transport: Transport, run_id: str, name: str | None) -> Run:
+    """POST /runs/{id}/rerun: never sent again once the server may have acted on it."""
+    body = None if name is None else {"name": name}
+    read = RunRead.model_validate(transport.json("POST", f"/runs/{run_id}/rerun", json=body))
+    return Run.of(transport, read)
 
 
 def follow(transport: Transport, run_id: str, *, since: int | None) -> Iterator[RunEvent]:

@@ -75,6 +75,14 @@ class RunEnded(Conflict):
     example = "run 9b2f4c1e-5a7d-4e8b-9c3a-1d2e3f4a5b6c has already ended (succeeded)"
 
 
+class WarmStartGone(Conflict):
+    type = "/problems/warm-start-gone"
+    example = (
+        "run 9b2f… started from the weights of run 3c6e…, which has been deleted: it cannot "
+        "be rerun"
+    )
+
+
 class NotTwoFeatures(Conflict):
     type = "/problems/not-two-features"
     example = (

@@ -21,9 +21,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from app.db.base import Base, UTCDateTime, utcnow
 
@@ -117,6 +118,8 @@ class Run(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     dataset_id: Mapped[str] = mapped_column(ForeignKey("dataset.id", ondelete="RESTRICT"))
     init_from_run_id: Mapped[str | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
+    # init_from_run_id as it was given, kept when that run is deleted (a rerun is then refused)
+    warm_start_run_id: Mapped[str | None] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     epoch: Mapped[int] = mapped_column(Integer, default=0)
@@ -140,9 +143,18 @@ class Run(Base):
     # the bound of what the run may store (app/nn/checkpoint.py, stored_bytes),
     # fixed at creation: counted against the owner's budget while it is active
     reserved_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # where its weights were computed (app/worker/environment.py): one entry per
+    # distinct worker environment, with the attempts trained in it; null: before 0011
+    environments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the dataset's sha256, read with the run (a dataset is never changed, nor
+    # deleted while a run uses it: a flush of the run need not read it again)
+    dataset_sha256: Mapped[str] = column_property(
+        select(Dataset.sha256).where(Dataset.id == dataset_id).scalar_subquery(),
+        expire_on_flush=False,
+    )
 
 
 class RunEpoch(Base):

@@ -21,6 +21,7 @@ from app.schemas.common import (
     limits,
     rule_field,
 )
+from app.schemas.provenance import EXAMPLE_REPRODUCIBILITY, ReproducibilityRead
 from app.services.datasets import sample_name
 from app.services.run_history import eta_seconds
 from app.services.runs import RunView
@@ -174,6 +175,7 @@ class RunRead(BaseModel):
                     "created_at": "2026-12-01T12:00:00.000000Z",
                     "started_at": "2026-12-01T12:00:00.100000Z",
                     "finished_at": "2026-12-01T12:00:01.200000Z",
+                    "reproducibility": EXAMPLE_REPRODUCIBILITY,
                 }
             ]
         }
@@ -211,6 +213,10 @@ class RunRead(BaseModel):
     created_at: datetime = Field(description="when it was queued")
     started_at: datetime | None = Field(description="when a worker first took it")
     finished_at: datetime | None = Field(description="when it ended")
+    reproducibility: ReproducibilityRead = Field(
+        description="the dataset's sha256, the seed, the warm-start source and the "
+        "environments its weights were computed in: what POST /runs/{id}/rerun repeats"
+    )
 
 
 class RunHistory(BaseModel):
@@ -321,7 +327,7 @@ def _numbers(array: np.ndarray) -> bytes:
 def run_read(view: RunView) -> RunRead:
     """RunRead from a stored run: its columns by name, its progress and place."""
     run = view.run
-    derived = {"progress", "queue_position", "eta_seconds", "warnings"}
+    derived = {"progress", "queue_position", "eta_seconds", "warnings", "reproducibility"}
     columns = {name: getattr(run, name) for name in RunRead.model_fields if name not in derived}
     return RunRead.model_validate(
         {
@@ -330,5 +336,6 @@ def run_read(view: RunView) -> RunRead:
             "queue_position": view.queue_position,
             "eta_seconds": eta_seconds(run),
             "warnings": run.warnings or [],
+            "reproducibility": ReproducibilityRead.of(run),
         }
     )

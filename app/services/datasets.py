@@ -252,10 +252,11 @@ def get_dataset(*, db: Database, owner: str, dataset_id: str) -> Dataset:
 
 def delete_dataset(*, db: Database, owner: str, dataset_id: str) -> None:
     with db.write() as session:
-        # the owner's lock first, as every creation and sweep step takes it: a
-        # sweep's step cannot add a run on the dataset meanwhile (nor deadlock)
-        lock_owner(session, owner)
         dataset = _owned(session, dataset_id, owner)
+        # FOR UPDATE before counting: a creation under way holds the row (FOR KEY
+        # SHARE) and is waited for, then counted; a sweep's step likewise, and a
+        # running sweep refuses the delete before its row is ever needed
+        session.execute(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update())
         used = session.scalar(
             select(func.count()).select_from(Run).where(Run.dataset_id == dataset_id)
         )

@@ -124,7 +124,7 @@ def add_runs(
         bound = check_size(dataset, hp, settings, where)
         if request.init_from_run_id is not None:
             check_warm_start_run(session, request.init_from_run_id, owner, dataset, hp, where)
-        runs.append(_queued_run(request, owner, dataset_id, hp, bound, now + i * MICROSECOND))
+        runs.append(_queued_run(request, owner, dataset, hp, bound, now + i * MICROSECOND))
         stored += bound
     queued = check_active_runs(session, owner, settings.max_active_runs_per_owner, len(runs))
     check_budget(session, owner=owner, adding=stored, budget=settings.max_stored_bytes_per_owner)
@@ -162,7 +162,7 @@ def _datasets(session: Session, owner: str, dataset_ids: Sequence[str]) -> dict[
 def _queued_run(
     request: RunRequest,
     owner: str,
-    dataset_id: str,
+    dataset: Dataset,
     hp: Hyperparameters,
     reserved: int,
     created: datetime,
@@ -171,8 +171,10 @@ def _queued_run(
         id=new_id(),
         owner=owner,
         name=request.name,
-        dataset_id=dataset_id,
+        dataset_id=dataset.id,
+        dataset_sha256=dataset.sha256,  # a column_property: for the answer, never written
         init_from_run_id=request.init_from_run_id,
+        warm_start_run_id=request.init_from_run_id,
         status="queued",
         hyperparameters=hp.as_dict(),
         epoch=0,

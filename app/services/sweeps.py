@@ -17,12 +17,13 @@ from app.core.ids import new_id
 from app.core.settings import Settings
 from app.core.text import NAME_MAX
 from app.db.base import utcnow
-from app.db.models import ENDED_STATUSES, Dataset, Run, RunEpoch, Sweep, SweepTrial
+from app.db.models import Dataset, Run, Sweep, SweepTrial
 from app.db.session import Database
 from app.services.ownership import newest_named_in, owned
 from app.services.run_checks import check_active_runs, check_size
 from app.services.runs import RunRequest, add_runs
 from app.services.storage import lock_owner, try_lock_owner
+from app.services.sweep_records import record_ended
 from app.services.sweep_spec import checked_spec, trial_hyperparameters, worst_case
 from app.worker.executor import Executor
 from app.worker.study import TrialRecord, ask, horizon, trial_seed
@@ -156,7 +157,7 @@ def _trials(session: Session, sweep_id: str) -> Sequence[SweepTrial]:
 def _step(
     session: Session, settings: Settings, sweep: Sweep, trials: list[SweepTrial], *, creating: bool
 ) -> list[Run]:
-    _record_ended(session, sweep, trials)
+    record_ended(session, sweep, trials)
     if sweep.status != "running":
         return []
     spec = sweep.spec
@@ -219,62 +220,6 @@ def _records(trials: Sequence[SweepTrial]) -> list[TrialRecord]:
         TrialRecord(t.number, t.params, t.system_attrs, t.state, t.value, t.intermediate)
         for t in trials
     ]
-
-
-def metric_value(metrics: dict[str, Any] | None, metric: str) -> float | None:
-    split, name = metric.split(".")
-    value = ((metrics or {}).get(split) or {}).get(name)
-    return None if value is None else float(value)
-
-
-def _record_ended(session: Session, sweep: Sweep, trials: Sequence[SweepTrial]) -> None:
-    """The trials whose runs have ended (or were deleted): their state, metric,
-    figures and epochs, copied from the run."""
-    open_trials = [t for t in trials if t.finished_at is None]
-    if not open_trials:
-        return
-    ids = [t.run_id for t in open_trials if t.run_id is not None]
-    runs = {r.id: r for r in session.scalars(select(Run).where(Run.id.in_(ids)))}
-    pruner = sweep.spec.get("pruner")
-    for trial in open_trials:
-        run = runs.get(trial.run_id or "")
-        if run is None:
-            trial.state, trial.error = "failed", "its run was deleted"
-        elif run.status not in ENDED_STATUSES:
-            continue
-        else:
-            # read again, after its run: the worker that pruned it marked it in
-            # the transaction that ended the run, maybe after our first read
-            session.refresh(trial)
-            trial.metrics, trial.epochs = run.metrics, run.epoch
-            trial.value = metric_value(run.metrics, sweep.spec["metric"])
-            if pruner is not None:
-                trial.intermediate = _figures(
-                    session, run.id, sweep.spec, pruner["interval_epochs"]
-                )
-            if trial.state == "pruned":
-                pass
-            elif run.status == "succeeded" and trial.value is None:
-                trial.state, trial.error = "failed", f"the run has no {sweep.spec['metric']}"
-            elif run.status == "succeeded":
-                trial.state = "complete"
-            elif run.status == "failed":
-                trial.state, trial.error = "failed", run.error
-            else:
-                trial.state = "cancelled"
-        trial.finished_at = utcnow()
-
-
-def _figures(session: Session, run_id: str, spec: dict[str, Any], interval: int) -> list[Any]:
-    from app.worker.study import epoch_figure
-
-    column = getattr(RunEpoch, epoch_figure(spec))
-    rows = session.execute(
-        select(RunEpoch.epoch, column)
-        .where(RunEpoch.run_id == run_id, RunEpoch.epoch % interval == 0, column.is_not(None))
-        .order_by(RunEpoch.epoch)
-    ).all()
-    return [[int(epoch), float(value)] for epoch, value in rows if value == value]
 
 
 def _view(session: Session, sweep: Sweep) -> SweepView:
@@ -357,5 +302,5 @@ def cancel_sweep(*, db: Database, owner: str, sweep_id: str) -> SweepView:
                 .values(cancel_requested=True, **values)
                 .execution_options(synchronize_session=False)
             )
-        _record_ended(session, sweep, list(_trials(session, sweep.id)))
+        record_ended(session, sweep, list(_trials(session, sweep.id)))
         return _view(session, sweep)

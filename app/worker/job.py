@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.db.arrays import stored_dataset
 from app.db.base import utcnow
-from app.db.models import Checkpoint, Run, RunEpoch, StoredModel, SweepTrial
+from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database, is_unavailable
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
 from app.worker.dataset_cache import rows_of
+from app.worker.environment import recorded
 from app.worker.history import history_columns, history_rows
 from app.worker.lease import (
     LeaseLost,
@@ -36,7 +37,7 @@ from app.worker.lease import (
     lease_expiry,
     release_run,
 )
-from app.worker.sweep_trial import trial_pruner
+from app.worker.sweep_trial import mark_pruned, trial_pruner
 
 log = logging.getLogger("twolayer.worker")
 
@@ -250,6 +251,7 @@ def _train(
             owner,
             epoch=start_epoch,
             started_at=run.started_at or utcnow(),
+            environments=recorded(run.environments, run.attempts),  # where this attempt runs
             # renewed here, where the reporter's count of the lease begins
             lease_expires_at=lease_expiry(settings.lease_seconds),
         )
@@ -350,10 +352,6 @@ def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
                 )
             )
         session.execute(delete(Checkpoint).where(Checkpoint.run_id == reporter.run_id))
-        if reporter.pruned:  # the sweep's driver records the rest of the trial
-            session.execute(
-                update(SweepTrial)
-                .where(SweepTrial.run_id == reporter.run_id)
-                .values(state="pruned")
-            )
+        if reporter.pruned:
+            mark_pruned(session, reporter.run_id)
     return status

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import RunEpoch, Sweep, SweepTrial
@@ -49,3 +49,9 @@ def trial_pruner(
     )
     pruner.trial.intermediate_values.update({int(e): float(v) for e, v in before})
     return pruner
+
+
+def mark_pruned(session: Session, run_id: str) -> None:
+    """The run's trial pruned, in the transaction that ends the run (the sweep's
+    next step records the rest of the trial)."""
+    session.execute(update(SweepTrial).where(SweepTrial.run_id == run_id).values(state="pruned"))

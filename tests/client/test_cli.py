@@ -119,6 +119,11 @@ def test_predict_runs_and_datasets_commands(live_url: str, data: Path, tmp_path:
     history = twolayer(live_url, "runs", "history", run.id).stdout.splitlines()
     assert history[0] == "epoch,train_cost,validation_cost,train_accuracy,validation_accuracy"
     assert len(history) == 31
+    rerun = twolayer(live_url, "runs", "rerun", run.id, "--name", "cli-again")
+    assert rerun.returncode == 0, rerun.stderr
+    with Client(live_url) as other:
+        again = other.runs.get(rerun.stdout.strip())
+    assert (again.name, again.hyperparameters) == ("cli-again", run.hyperparameters)
     cancel = twolayer(live_url, "runs", "cancel", run.id)
     assert cancel.returncode == 2
     assert "409" in cancel.stderr  # it has ended

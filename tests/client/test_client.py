@@ -111,6 +111,25 @@ def test_a_sweep_is_queued_in_one_request(asgi: Client) -> None:
     assert missing.value.detail.startswith("runs[0]: dataset no-such-dataset")
 
 
+def test_a_rerun_trains_to_the_same_weights(asgi: Client) -> None:
+    dataset = asgi.datasets.sample("moons", n_samples=60)
+    run = asgi.runs.create(dataset, "original", epochs=10, hidden_units=4)
+    run.wait()
+    again = run.rerun()  # queued, named as the run
+    assert isinstance(again, Run)
+    assert (again.name, again.hyperparameters) == ("original", run.hyperparameters)
+    renamed = asgi.runs.rerun(run.id, "renamed")
+    assert renamed.name == "renamed"
+    assert again.wait().status == renamed.wait().status == "succeeded"
+    record = run.reproducibility
+    assert (record.dataset_sha256, record.seed) == (dataset.sha256, run.hyperparameters["seed"])
+    assert record.environments is not None
+    assert record.environments[0].numpy == np.__version__
+    assert again.model().W1 == renamed.model().W1 == run.model().W1  # the same floats
+    with pytest.raises(NotFoundError):
+        asgi.runs.rerun("no-such-run")
+
+
 def test_errors_carry_the_problem_fields(asgi: Client) -> None:
     with pytest.raises(NotFoundError) as missing:
         asgi.runs.get("no-such-run")

@@ -138,6 +138,7 @@ def test_unknown_ids_are_404(api: TestClient) -> None:
         ("GET", f"/runs/{missing}/history"),
         ("GET", f"/runs/{missing}/events"),
         ("POST", f"/runs/{missing}/cancel"),
+        ("POST", f"/runs/{missing}/rerun"),
         ("GET", f"/runs/{missing}/model"),
         ("GET", f"/runs/{missing}/model.npz"),
     ]:

@@ -90,6 +90,7 @@ LOOKUPS = [
     lookup("run", "GET", "/runs/{id}/model.npz"),
     lookup("run", "GET", "/runs/{id}/model.onnx"),
     lookup("run", "POST", "/runs/{id}/cancel"),
+    lookup("run", "POST", "/runs/{id}/rerun"),
     lookup("run", "DELETE", "/runs/{id}"),
     lookup("run", "POST", "/runs/{id}/predict", {"instances": [[0, 0]]}),
     lookup("run", "POST", "/predict", {"run_id": "{id}", "instances": [[0, 0]]}),

@@ -25,6 +25,7 @@ from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database, is_unavailable
 from app.nn import Hyperparameters, Model, Trainer
 from app.services import datasets, runs
+from app.worker.environment import environment
 from app.worker.job import execute_run
 from app.worker.lease import LeaseLost, claim_run, fence, lease_expiry, requeue_expired
 from tests.service.conftest import RecordingExecutor
@@ -193,6 +194,8 @@ def test_a_stopping_worker_hands_the_run_back_and_it_resumes_bit_for_bit(
         run = s.get(Run, run_id)
         assert run is not None
         assert run.attempts == 1
+        # one attempt (the release gave it back), one environment
+        assert run.environments == [{"attempts": [1], **environment()}]
 
 
 def test_expired_leases_are_requeued_then_failed_after_max_attempts(

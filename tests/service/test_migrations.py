@@ -319,3 +319,50 @@ def test_downgrades_keep_what_depends_on_runs(database_url: str) -> None:
         upgrade(database_url)
     finally:
         db.dispose()
+
+
+def test_0011_keeps_each_runs_warm_start_and_leaves_environments_unrecorded(
+    database_url: str,
+) -> None:
+    """Runs made before 0011: their warm-start source is their init_from_run_id,
+    their environments null (not recorded, not "never trained"); their read's
+    record has the dataset's sha256 and the seed all the same."""
+    from app.core.settings import Settings
+    from app.services import datasets, runs
+    from app.services.runs import get_run
+    from tests.service.conftest import RecordingExecutor
+
+    upgrade(database_url)
+    db = Database(database_url)
+    settings = Settings(database_url=database_url)
+    try:
+        dataset, _ = datasets.create_sample_dataset(
+            db=db, settings=settings, owner="o", kind="xor", n_samples=50, noise=0.1, seed=0,
+            name=None,
+        )  # fmt: skip
+        source, warm = (
+            runs.create_run(
+                db=db, settings=settings, executor=RecordingExecutor(), owner="o",
+                dataset_id=dataset.id, name=None, init_from_run_id=None,
+                hyperparameters={"seed": 7},
+            ).run.id
+            for _ in range(2)
+        )  # fmt: skip
+        downgrade(database_url, "0010")
+        with db.write() as session:
+            session.execute(
+                text("UPDATE run SET init_from_run_id = :s WHERE id = :w"), {"s": source, "w": warm}
+            )
+        upgrade(database_url)
+        with db.read() as session:
+            rows = text("SELECT id, warm_start_run_id FROM run")
+            assert dict(session.execute(rows).all()) == {source: None, warm: source}
+            assert session.execute(text("SELECT environments FROM run")).scalars().all() == [
+                None,
+                None,
+            ]
+        run = get_run(db=db, owner="o", run_id=warm).run
+        assert (run.dataset_sha256, run.hyperparameters["seed"]) == (dataset.sha256, 7)
+        assert run.environments is None
+    finally:
+        db.dispose()

@@ -54,6 +54,7 @@ ENDPOINTS = [
     ("GET", "/runs/x/history"),
     ("GET", "/runs/x/events"),
     ("POST", "/runs/x/cancel"),
+    ("POST", "/runs/x/rerun"),
     ("GET", "/runs/x/model"),
     ("GET", "/runs/x/model.npz"),
     ("GET", "/runs/x/model.onnx"),
@@ -125,6 +126,7 @@ def test_owners_never_see_each_others_data(secured: TestClient, keys: dict[str, 
             ("GET", f"/runs/{run_id}/model"),
             ("GET", f"/runs/{run_id}/model.npz"),
             ("POST", f"/runs/{run_id}/cancel"),
+            ("POST", f"/runs/{run_id}/rerun"),
             ("DELETE", f"/runs/{run_id}"),
         ):
             missing = problem_of(

@@ -18,6 +18,7 @@ from app.services.keys import create_key
 # what changes from one run of the tour to the next
 # (with auth on, a sample dataset's id depends on its owner too)
 VARYING = {"id", "run_id", "dataset_id", "created_at", "started_at", "finished_at"}
+VARYING |= {"environments"}  # the worker's: versions, BLAS, machine
 
 
 def component(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
