@@ -19,6 +19,8 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.core.logging import RUN_ID
+from app.core.metrics import ATTEMPTS, EPOCHS
 from app.core.settings import Settings
 from app.db.arrays import stored_dataset
 from app.db.base import utcnow
@@ -80,6 +82,7 @@ class Reporter:
         record = progress.record
         if record is not None:  # first: the epoch is done whatever happens next
             self.pending.append(record)
+            EPOCHS.inc()
         if self.should_stop():
             self.interrupted = True
             return True
@@ -188,7 +191,19 @@ def execute_run(
     owner: str,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Deliver one run id to this worker: train it if the claim succeeds."""
+    """Deliver one run id: train it if the claim succeeds (its logs carry its id)."""
+    token = RUN_ID.set(run_id)
+    try:
+        outcome = _execute(db, settings, run_id, owner, should_stop)
+    finally:
+        RUN_ID.reset(token)
+    ATTEMPTS.labels(outcome).inc()
+    return outcome
+
+
+def _execute(
+    db: Database, settings: Settings, run_id: str, owner: str, should_stop: Callable[[], bool]
+) -> Outcome:
     if not claim_run(db=db, run_id=run_id, owner=owner, lease_seconds=settings.lease_seconds):
         return "dropped"
     try:
