@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from app.client.cli import COMMANDS as CLIENT_COMMANDS
@@ -22,14 +21,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 def own_metrics_directory() -> None:
-    """A server or a worker counts its metrics in a directory of its own family
-    (app.core.metrics): one that another twolayer process made for its children
-    is left to it (a new one is made), and one the operator gave
-    ($PROMETHEUS_MULTIPROC_DIR) is emptied of an earlier run's values."""
-    made = os.environ.get("TWOLAYER_METRICS_AUTODIR")
-    if made is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR") == made:
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"], os.environ["TWOLAYER_METRICS_AUTODIR"]
-    from app.core import metrics  # chooses the directory now
+    """A server or a worker starts its metrics from zero: a directory the operator
+    gave ($PROMETHEUS_MULTIPROC_DIR) is emptied of an earlier run's values (one
+    that app.core.metrics made for this process is new)."""
+    from app.core import metrics
 
     metrics.clean()
 

@@ -16,6 +16,8 @@ import contextvars
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +25,18 @@ REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "twolayer_request_id", default=None
 )
 RUN_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("twolayer_run_id", default=None)
+
+
+@contextmanager
+def for_run(run_id: str) -> Iterator[None]:
+    """The records written inside the block carry `run_id`."""
+    token = RUN_ID.set(run_id)
+    try:
+        yield
+    finally:
+        RUN_ID.reset(token)
+
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 FORMATS = ("text", "json")
 # the extras a JSON line may carry besides its own keys (the access log's)

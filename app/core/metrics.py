@@ -8,8 +8,8 @@ prometheus_client, and it chooses the directory first: the operator's, else
 one made now for this process and the processes it starts (they inherit the
 variable; the local executor's workers, a Celery worker's pool processes),
 removed when the process that made it exits (and marked as made so in
-$TWOLAYER_METRICS_AUTODIR: `twolayer serve` and `twolayer worker` started from
-such a process make their own). One process family per directory: `twolayer
+$TWOLAYER_METRICS_AUTODIR: a process started from it other than by
+multiprocessing makes its own). One process family per directory: `twolayer
 serve` and `twolayer worker` empty an operator's directory at start (`clean`).
 
 The gauges that come from the database (runs by status, the queue) are not
@@ -19,6 +19,7 @@ kept here: the API computes them at scrape time (app.services.metrics).
 from __future__ import annotations
 
 import atexit
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -28,9 +29,21 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 AUTODIR_ENV = "TWOLAYER_METRICS_AUTODIR"
 
 
+def _inherited(given: str) -> bool:
+    """Whether this process counts into the directory of the environment: the
+    operator's, or its parent's when this is one of its multiprocessing children
+    (the local executor's workers, importing this module while they start); a
+    directory another twolayer process made for its own family is not (a
+    `twolayer serve` started by it, a test's server, makes its own)."""
+    if given != os.environ.get(AUTODIR_ENV):
+        return True
+    child = getattr(multiprocessing.current_process(), "_inheriting", False)
+    return bool(child) or multiprocessing.parent_process() is not None
+
+
 def _directory() -> Path:
     given = os.environ.get(ENV)
-    if given:
+    if given and _inherited(given):
         Path(given).mkdir(parents=True, exist_ok=True)
         return Path(given)
     made = Path(tempfile.mkdtemp(prefix="twolayer-metrics-"))
@@ -119,9 +132,11 @@ def process_dead(pid: int) -> None:
 
 
 def clean() -> None:
-    """Empty the directory: at the start of the process family that owns it."""
+    """Empty the directory of an earlier run's values, at the start of the process
+    family that owns it (but for this process's own files, open since its import)."""
     for path in DIRECTORY.glob("*.db"):
-        path.unlink(missing_ok=True)
+        if not path.stem.endswith(f"_{os.getpid()}"):
+            path.unlink(missing_ok=True)
 
 
 def serve_http(*, host: str, port: int) -> None:

@@ -188,7 +188,6 @@ def train_run(run_id: str) -> str:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
-    log.info("run %s: %s", run_id, outcome)
     if outcome == "released":  # to the broker again now, for whichever worker is up
         deliver(db=db, submit=lambda r: send_run(_publisher(), r), run_id=run_id)
     return outcome

@@ -19,7 +19,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.core.logging import RUN_ID
+from app.core.logging import for_run
 from app.core.metrics import ATTEMPTS, EPOCHS
 from app.core.settings import Settings
 from app.db.arrays import stored_dataset
@@ -192,11 +192,9 @@ def execute_run(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     """Deliver one run id: train it if the claim succeeds (its logs carry its id)."""
-    token = RUN_ID.set(run_id)
-    try:
+    with for_run(run_id):
         outcome = _execute(db, settings, run_id, owner, should_stop)
-    finally:
-        RUN_ID.reset(token)
+        log.info("run %s: %s", run_id, outcome)
     ATTEMPTS.labels(outcome).inc()
     return outcome
 

@@ -79,10 +79,9 @@ def local_worker_main(conn: Connection, settings_values: dict[str, Any], parent_
             run_id = conn.recv()
             if run_id is None:
                 break
-            outcome = execute_run(
+            execute_run(  # which logs the outcome
                 db=db, settings=settings, run_id=run_id, owner=owner, should_stop=should_stop
             )
-            log.info("run %s: %s", run_id, outcome)
             conn.send(("idle", run_id))
     except (EOFError, BrokenPipeError):
         pass  # the server is gone: nothing to report to
