@@ -8,6 +8,7 @@ compares two scrapes: the traffic's difference, not absolute values."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.settings import Settings, configure
+from app.db.base import utcnow
+from app.db.session import Database
 from app.main import create_app
+from app.worker.job import execute_run
+from app.worker.lease import LeaseLost, claim_run, fence
+from app.worker.sweeper import sweep_once
 from tests.service.conftest import (
     RecordingExecutor,
     bearer,
@@ -26,6 +32,8 @@ from tests.service.conftest import (
     start_run,
     wait_for,
 )
+from tests.service.test_job import new_run
+from tests.service.test_sweeper import set_run
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -119,6 +127,27 @@ def test_the_local_workers_counters_reach_the_apis_scrape(settings: Settings) ->
     assert value(after, "twolayer_model_cache_models") >= 1
     assert value(after, "twolayer_model_cache_bytes") > 0
     assert value(after, "twolayer_runs", status="succeeded") == 2
+
+
+def test_a_lost_worker_counts_a_requeue_and_its_lease_loss(
+    api: TestClient, settings: Settings, db: Database
+) -> None:
+    """A worker whose lease expired: the sweeper re-queues the run, and the
+    worker, back, finds its lease gone; a late delivery is dropped."""
+    run_id, _ = new_run(db, settings, epochs=3)
+    assert claim_run(db=db, run_id=run_id, owner="paused", lease_seconds=60)
+    set_run(db, run_id, lease_expires_at=utcnow() - timedelta(seconds=1))
+    before = scrape(api)
+    sweep_once(db=db, settings=settings, submit=lambda _: "q")
+    assert claim_run(db=db, run_id=run_id, owner="next", lease_seconds=60)
+    # the paused worker's next write is fenced off (its claim is long gone)
+    with pytest.raises(LeaseLost), db.write() as session:
+        fence(session, run_id, "paused", epoch=1)
+    assert execute_run(db=db, settings=settings, run_id=run_id, owner="late") == "dropped"
+    after = scrape(api)
+    assert grew(before, after, "twolayer_requeues_total") == 1
+    assert grew(before, after, "twolayer_lease_losses_total") == 1
+    assert grew(before, after, "twolayer_run_attempts_total", outcome="dropped") == 1
 
 
 @pytest.fixture
