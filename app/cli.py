@@ -20,7 +20,17 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
+def own_metrics_directory() -> None:
+    """A server or a worker starts its metrics from zero: a directory the operator
+    gave ($PROMETHEUS_MULTIPROC_DIR) is emptied of an earlier run's values (one
+    that app.core.metrics made for this process is new)."""
+    from app.core import metrics
+
+    metrics.clean()
+
+
 def serve(host: str, port: int) -> None:
+    own_metrics_directory()
     import uvicorn
 
     from app.api.timeouts import header_timeout_protocol
@@ -44,7 +54,9 @@ def serve(host: str, port: int) -> None:
         host=host,
         port=port,
         log_level="info",
-        access_log=False,
+        # JSON lines: uvicorn's own records go through the root logger's format
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        access_log=False,  # app.api.observe writes the access log
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         http=header_timeout_protocol(settings.header_timeout_seconds),
     )
@@ -52,6 +64,7 @@ def serve(host: str, port: int) -> None:
 
 def worker(concurrency: int, name: str | None) -> None:
     """A Celery worker: `concurrency` processes, one training at a time in each."""
+    own_metrics_directory()
     from app.worker.celery_app import QUEUE, celery
 
     settings = get_settings()
@@ -124,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     configure_logging()
     try:
-        get_settings()
+        configure_logging(get_settings().log_format)
     except Exception as exc:  # bad settings: fail fast with the reason
         print(f"twolayer: invalid settings: {exc}", file=sys.stderr)
         return 2

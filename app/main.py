@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 import app as package
 from app.api import (
@@ -15,6 +16,7 @@ from app.api import (
     docs,
     exports,
     health,
+    metrics,
     predict,
     predict_files,
     registry,
@@ -26,6 +28,7 @@ from app.api import (
 )
 from app.api.auth import AuthGate, KeyCache
 from app.api.body_limit import BodyLimit
+from app.api.observe import Observe
 from app.api.openapi import build_openapi, operation_id
 from app.api.problems import add_problem_handlers
 from app.core.logging import configure_logging
@@ -58,7 +61,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     configure(settings)  # schema validators read limits through get_settings()
-    configure_logging()
+    configure_logging(settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,7 +96,9 @@ def create_app(
         idle_seconds=settings.body_timeout_seconds,
         uploads=(datasets.UPLOAD_PATHS | predict_files.UPLOAD_PATHS, settings.max_upload_bytes),
     )
-    app.add_middleware(AuthGate)  # outermost: no body is read before the key is checked
+    # outermost of these: no body is read before the key is checked
+    open_metrics = settings.metrics_enabled and settings.metrics_auth == "off"
+    app.add_middleware(AuthGate, also_open=frozenset({metrics.PATH} if open_metrics else ()))
     # first: routes match in order (served by plain routes, documented by the routers)
     app.router.routes.extend([*predict.routes, *v2.routes, *datasets.routes])
     routers = (
@@ -103,6 +108,8 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     app.mount("/static", docs.static_files(), name="static")
 
     def openapi() -> dict[str, Any]:
@@ -112,4 +119,11 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # around everything, Starlette's error middleware included: every answer has its id
+    build = app.build_middleware_stack
+
+    def observed() -> ASGIApp:
+        return Observe(build(), metrics=settings.metrics_enabled)
+
+    app.build_middleware_stack = observed  # type: ignore[method-assign]
     return app

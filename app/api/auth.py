@@ -83,12 +83,13 @@ class AuthGate:
     before the app (and so before anything reads the body): a request without a
     valid key is answered 401 with its body never read."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, also_open: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.open_paths = OPEN_PATHS | also_open  # /metrics with TWOLAYER_METRICS_AUTH=off
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if scope["type"] != "http" or path in self.open_paths or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         try:

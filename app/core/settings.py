@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     dataset_cache_bytes: int = Field(2048 * MiB, ge=0)
     dataset_cache_dir: Path | None = None
 
+    # observability (README: "Metrics and logs"): logs as plain text (the
+    # terminal's) or JSON lines; GET /metrics in Prometheus' text format, asking
+    # for a key as the other endpoints do ("key") or not ("off": for a scraper
+    # on a private network); a Celery worker's own endpoint on this port (None: none)
+    log_format: Literal["text", "json"] = "text"
+    metrics_enabled: bool = True
+    metrics_auth: Literal["key", "off"] = "key"
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.executor == "celery" and not self.broker_url:

@@ -207,7 +207,7 @@ async def infer(
     if (parameters or {}).get("binary_data_output"):
         raise BadInference("binary tensor data is not supported: ask binary_data_output false")
     threshold = _threshold(parameters)
-    model = cache.get(resolved.run_id, owner)
+    model = cache.get(resolved.run_id, owner, count_miss=False)
     if model is None:
         model = await asyncio.to_thread(
             get_model, db=db, cache=cache, owner=owner, run_id=resolved.run_id

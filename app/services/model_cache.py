@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from threading import Lock
 
+from app.core.metrics import CACHE_BYTES, CACHE_HITS, CACHE_MISSES, CACHE_MODELS
 from app.nn import Model
 
 
@@ -20,7 +21,8 @@ def model_bytes(model: Model) -> int:
 class ModelCache:
     """Weights of ended runs by run id (they never change), with their owner,
     least recently used out: at most `size` models and `max_bytes` bytes of
-    arrays. A model larger than the whole byte budget is not kept."""
+    arrays. A model larger than the whole byte budget is not kept. Hits, misses,
+    the bytes and the models held are metrics (one cache per API process)."""
 
     def __init__(self, size: int, max_bytes: int) -> None:
         self.size = size
@@ -32,13 +34,18 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._models)
 
-    def get(self, run_id: str, owner: str) -> Model | None:
+    def get(self, run_id: str, owner: str, *, count_miss: bool = True) -> Model | None:
+        """The model, or None (a miss; a probe followed by get_model, which asks
+        again, counts none: a miss is counted once)."""
         with self._lock:
             found = self._models.get(run_id)
             if found is None or found[0] != owner:
+                if count_miss:
+                    CACHE_MISSES.inc()
                 return None
             self._models.move_to_end(run_id)
-            return found[1]
+        CACHE_HITS.inc()
+        return found[1]
 
     def put(self, run_id: str, owner: str, model: Model) -> None:
         size = model_bytes(model)
@@ -50,10 +57,16 @@ class ModelCache:
             self.bytes += size
             while len(self._models) > self.size or self.bytes > self.max_bytes:
                 self._drop(next(iter(self._models)))
+            self._measure()
 
     def forget(self, run_id: str) -> None:
         with self._lock:
             self._drop(run_id)
+            self._measure()
+
+    def _measure(self) -> None:
+        CACHE_BYTES.set(self.bytes)
+        CACHE_MODELS.set(len(self._models))
 
     def _drop(self, run_id: str) -> None:
         found = self._models.pop(run_id, None)

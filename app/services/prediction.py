@@ -76,7 +76,7 @@ async def predict(
     elif run_id is None:
         assert run_name is not None  # the request schema asks for exactly one
         run_id = await asyncio.to_thread(find_run, db=db, owner=owner, name=run_name)
-    model = cache.get(run_id, owner)
+    model = cache.get(run_id, owner, count_miss=False)
     if model is None:
         model = await asyncio.to_thread(get_model, db=db, cache=cache, owner=owner, run_id=run_id)
     if len(instances) <= INLINE_ROWS:

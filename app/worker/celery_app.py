@@ -9,7 +9,9 @@ environment's settings). Each worker process also runs a sweeper thread, so
 a lost worker's run is re-queued and resumed within a lease, without waiting
 for the broker's visibility timeout; the sweepers take turns (sweep_turn).
 PostgreSQL connections: one per worker, kept by its pool process; the main
-process opens one only for a sweep of its turn.
+process opens one only for a sweep of its turn. With
+TWOLAYER_WORKER_METRICS_PORT the main process serves its own /metrics: the
+counters of its pool processes (forked: they share its metrics directory).
 
 A warm shutdown (SIGTERM to the worker, as `docker compose stop` sends it,
 or to its whole process group) is graceful for training too: the pool
@@ -35,6 +37,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from app.core.metrics import serve_http as serve_metrics
 from app.core.settings import Settings, get_settings
 from app.db.session import Database, connect
 from app.worker.job import execute_run
@@ -185,7 +188,6 @@ def train_run(run_id: str) -> str:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
-    log.info("run %s: %s", run_id, outcome)
     if outcome == "released":  # to the broker again now, for whichever worker is up
         deliver(db=db, submit=lambda r: send_run(_publisher(), r), run_id=run_id)
     return outcome
@@ -211,6 +213,15 @@ def _on_worker_shutting_down(**_: Any) -> None:
 
 def _on_worker_ready(**_: Any) -> None:
     settings = get_settings()
+    if settings.worker_metrics_port is not None:
+        # this worker's endpoint: its pool processes' counters and its sweeper's
+        # (the database's gauges are the API's to give: counted once)
+        serve_metrics(host=settings.worker_metrics_host, port=settings.worker_metrics_port)
+        log.info(
+            "metrics on http://%s:%d/metrics",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
     app = _state["app"] = make_celery(settings)
     holder = worker_identity()
     sweeper = Sweeper(

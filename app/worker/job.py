@@ -19,6 +19,8 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.core.logging import for_run
+from app.core.metrics import ATTEMPTS, EPOCHS
 from app.core.settings import Settings
 from app.db.arrays import stored_dataset
 from app.db.base import utcnow
@@ -26,6 +28,7 @@ from app.db.models import Checkpoint, Run, RunEpoch, StoredModel
 from app.db.session import Database, is_unavailable
 from app.nn import EpochRecord, FitResult, Hyperparameters, Model, Progress, Trainer
 from app.worker.dataset_cache import rows_of
+from app.worker.endings import ending, final_metrics
 from app.worker.environment import recorded
 from app.worker.history import history_columns, history_rows
 from app.worker.lease import (
@@ -85,6 +88,7 @@ class Reporter:
         record = progress.record
         if record is not None:  # first: the epoch is done whatever happens next
             self.pending.append(record)
+            EPOCHS.inc()
         if self.should_stop():
             self.interrupted = True
             return True
@@ -196,7 +200,17 @@ def execute_run(
     owner: str,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Deliver one run id to this worker: train it if the claim succeeds."""
+    """Deliver one run id: train it if the claim succeeds (its logs carry its id)."""
+    with for_run(run_id):
+        outcome = _execute(db, settings, run_id, owner, should_stop)
+        log.info("run %s: %s", run_id, outcome)
+    ATTEMPTS.labels(outcome).inc()
+    return outcome
+
+
+def _execute(
+    db: Database, settings: Settings, run_id: str, owner: str, should_stop: Callable[[], bool]
+) -> Outcome:
     if not claim_run(db=db, run_id=run_id, owner=owner, lease_seconds=settings.lease_seconds):
         return "dropped"
     try:
@@ -303,30 +317,13 @@ def _release(*, db: Database, reporter: Reporter, trainer: Trainer) -> Outcome:
 
 
 def _finish(*, db: Database, reporter: Reporter, result: FitResult) -> Outcome:
-    status: Outcome
-    error = None
-    if reporter.cancelled or reporter.pruned:
-        status = "cancelled"
-    elif reporter.over_time:
-        status = "failed"
-        error = (
-            f"the run exceeded its wall-clock limit of {reporter.settings.max_run_seconds:g} s "
-            f"after epoch {result.epochs_completed}"
-        )
-    elif result.stop_reason == "diverged":
-        status = "failed"
-        error = (
-            f"training diverged after epoch {result.epochs_completed} (non-finite weights or "
-            "cost); try a smaller learning_rate"
-        )
-    else:
-        status = "succeeded"
-    metrics = {
-        "train": result.train_metrics.as_dict(),
-        "validation": None
-        if result.validation_metrics is None
-        else result.validation_metrics.as_dict(),
-    }
+    status, error = ending(
+        result,
+        cancelled=reporter.cancelled or bool(reporter.pruned),
+        over_time=reporter.over_time,
+        max_run_seconds=reporter.settings.max_run_seconds,
+    )
+    metrics = final_metrics(result)
     with db.write() as session:
         fence(
             session,

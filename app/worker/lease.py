@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session
 
+from app.core.metrics import LEASE_LOSSES
 from app.db.base import utcnow
 from app.db.models import Run
 from app.db.session import Database
@@ -77,6 +78,7 @@ def fence(session: Session, run_id: str, owner: str, **values: Any) -> bool:
         .execution_options(synchronize_session=False)
     ).first()
     if row is None:
+        LEASE_LOSSES.inc()  # counted where it is found: the training stops now
         raise LeaseLost(run_id)
     return bool(row[0])
 

@@ -36,6 +36,7 @@ from multiprocessing.context import SpawnProcess
 from typing import Any
 
 from app.core.logging import configure_logging
+from app.core.metrics import process_dead
 from app.core.settings import Settings
 from app.db.session import Database, connect
 from app.worker.job import execute_run
@@ -60,8 +61,8 @@ def local_worker_main(conn: Connection, settings_values: dict[str, Any], parent_
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    configure_logging()
     settings = Settings(**settings_values)
+    configure_logging(settings.log_format)
     db = connect(settings, name="twolayer-worker", keep=1)
     owner = worker_identity()
 
@@ -78,10 +79,9 @@ def local_worker_main(conn: Connection, settings_values: dict[str, Any], parent_
             run_id = conn.recv()
             if run_id is None:
                 break
-            outcome = execute_run(
+            execute_run(  # which logs the outcome
                 db=db, settings=settings, run_id=run_id, owner=owner, should_stop=should_stop
             )
-            log.info("run %s: %s", run_id, outcome)
             conn.send(("idle", run_id))
     except (EOFError, BrokenPipeError):
         pass  # the server is gone: nothing to report to
@@ -174,6 +174,8 @@ class LocalExecutor:
                 log.warning("worker %s did not stop in time; killing it", slot.process.pid)
                 slot.process.kill()
                 slot.process.join(timeout=5)
+            if slot.process.pid is not None:
+                process_dead(slot.process.pid)
             self._close(slot)
         self._slots.clear()
         self._wake_r.close()
@@ -262,6 +264,8 @@ class LocalExecutor:
         slot.dead = True
         slot.process.join(timeout=1)
         code = slot.process.exitcode
+        if slot.process.pid is not None:  # its counters stay; its live gauges go
+            process_dead(slot.process.pid)
         if self._halting.is_set():
             return
         self._last_exit = f"pid {slot.process.pid}, exit code {code}"

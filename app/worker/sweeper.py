@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
+from app.core.metrics import REDELIVERIES, REQUEUES
 from app.core.settings import Settings
 from app.db.base import utcnow
 from app.db.models import Run
@@ -148,15 +149,17 @@ def sweep_once(
     if it cannot be asked (broker down), no message is sent again this pass."""
     for run_id in requeue_expired(db=db, max_attempts=settings.max_attempts):
         log.warning("run %s lost its worker; re-queued", run_id)
+        REQUEUES.inc()
         deliver(db=db, submit=submit, run_id=run_id)
     try:
         queue = queue_id()
     except Exception as exc:
         log.warning("the queue cannot be asked which it is (%s); nothing sent again now", exc)
         return
-    deliver_all(
-        db=db, submit=submit, run_ids=take_maybe_lost(db=db, settings=settings, queue=queue)
-    )
+    again = take_maybe_lost(db=db, settings=settings, queue=queue)
+    if again:
+        REDELIVERIES.inc(len(again))
+        deliver_all(db=db, submit=submit, run_ids=again)
 
 
 class Sweeper:

@@ -61,6 +61,7 @@ ENDPOINTS = [
     ("GET", "/models"),
     ("POST", "/runs/x/predict"),
     ("POST", "/predict"),
+    ("GET", "/metrics"),  # TWOLAYER_METRICS_AUTH=key, the default
 ]
 
 
