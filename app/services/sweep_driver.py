@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 
 from app.core.settings import Settings
 from app.db.session import Database
@@ -22,10 +23,18 @@ from app.worker.executor import Executor
 log = logging.getLogger("twolayer.sweeps")
 
 
-def drive_once(*, db: Database, settings: Settings, executor: Executor) -> int:
-    """One step of every sweep that may need one; returns the runs queued."""
+def drive_once(
+    *,
+    db: Database,
+    settings: Settings,
+    executor: Executor,
+    halted: Callable[[], bool] = lambda: False,
+) -> int:
+    """One step of every sweep that may need one, until `halted`; returns the runs queued."""
     queued = 0
     for sweep_id in sweeps_to_advance(db=db):
+        if halted():  # the process is stopping: no step outlives its database
+            break
         try:
             queued += advance_sweep(db=db, settings=settings, executor=executor, sweep_id=sweep_id)
         except Exception:  # one sweep's trouble must not stop the others
@@ -44,14 +53,22 @@ class SweepDriver:
         self._thread.start()
 
     def stop(self) -> None:
+        """Waits for the step under way (the database is disposed after this)."""
         self._halt.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                log.warning("the sweeps' driver did not stop within 30 s")
 
     def _loop(self) -> None:
         interval = self.settings.sweep_poll_seconds
         while not self._halt.wait(interval * self._jitter.uniform(0.9, 1.1)):
             try:
-                drive_once(db=self.db, settings=self.settings, executor=self.executor)
+                drive_once(
+                    db=self.db,
+                    settings=self.settings,
+                    executor=self.executor,
+                    halted=self._halt.is_set,
+                )
             except Exception:  # the database is away, say: the next poll tries again
                 log.exception("the sweeps' step failed")
