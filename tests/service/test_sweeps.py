@@ -450,8 +450,15 @@ def test_any_sweep_name_names_its_trials_runs_within_the_limit(
 
 
 def test_a_dataset_with_a_running_sweep_is_not_deleted(
-    api: TestClient, recorder: RecordingExecutor
+    settings: Settings, recorder: RecordingExecutor
 ) -> None:
+    # no step meanwhile: it would record the deleted runs' trials and end the sweep
+    still = settings.model_copy(update={"sweep_poll_seconds": 60})
+    with TestClient(create_app(still, executor_factory=lambda _: recorder)) as api:
+        _dataset_with_a_running_sweep(api)
+
+
+def _dataset_with_a_running_sweep(api: TestClient) -> None:
     dataset = sample_dataset(api)
     request = {"dataset_id": dataset["id"], "search": {"hidden_units": [1, 2]}, "strategy": "grid"}
     sweep = api.post("/sweeps", json=request).json()
