@@ -35,12 +35,15 @@ class Sweep(SweepRead):
     def ended(self) -> bool:
         return self.status != "running" and all(t.finished_at for t in self.trials)
 
-    def refresh(self) -> Sweep:
-        """Reads the sweep again (GET /sweeps/{id})."""
-        read = SweepRead.model_validate(self._transport.json("GET", f"/sweeps/{self.id}"))
+    def _update(self, body: object) -> Sweep:
+        read = SweepRead.model_validate(body)
         for field in SweepRead.model_fields:
             object.__setattr__(self, field, getattr(read, field))
         return self
+
+    def refresh(self) -> Sweep:
+        """Reads the sweep again (GET /sweeps/{id})."""
+        return self._update(self._transport.json("GET", f"/sweeps/{self.id}"))
 
     def wait(
         self, *, timeout: float | None = None, poll: float = 1.0, stream: TextIO | None = None
@@ -64,10 +67,7 @@ class Sweep(SweepRead):
 
     def cancel(self) -> Sweep:
         """No trial starts any more (ConflictError if it has ended)."""
-        read = SweepRead.model_validate(self._transport.json("POST", f"/sweeps/{self.id}/cancel"))
-        for field in SweepRead.model_fields:
-            object.__setattr__(self, field, getattr(read, field))
-        return self
+        return self._update(self._transport.json("POST", f"/sweeps/{self.id}/cancel"))
 
     def table(self) -> list[dict[str, Any]]:
         """The trials as rows: number, each searched parameter, state, the metric, epochs, run."""
