@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -62,6 +63,7 @@ CONFIGS = {
     "d": Config("d", 200_000, 100, 128, None, (1, 6)),
 }
 LEARNING_RATE = 0.01
+TRAINING_THREADS = 2
 
 
 def make_data(cfg: Config, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +94,11 @@ def marginal_epoch(run: Callable[[int], None], cfg: Config) -> float:
     return max(t2 - t1, 1e-12) / (e2 - e1)
 
 
-def run_twolayer(cfg: Config, X: np.ndarray, y: np.ndarray, dtype: str) -> Callable[[int], None]:
+def run_twolayer(
+    cfg: Config, X: np.ndarray, y: np.ndarray, dtype: str, threads: int = TRAINING_THREADS
+) -> Callable[[int], None]:
+    """twolayer as its worker runs it: a large batch's two lanes on `threads`
+    threads, BLAS on one thread (app/worker/threads.py); the peers keep theirs."""
     XT = X.T  # the engine's layout: (n_x, m)
     Y = y.reshape(1, -1)
 
@@ -107,7 +113,8 @@ def run_twolayer(cfg: Config, X: np.ndarray, y: np.ndarray, dtype: str) -> Calla
             dtype=dtype,  # type: ignore[arg-type]
             seed=0,
         )
-        Trainer(XT, Y, hp).run()
+        with threadpool_limits(1, user_api="blas"):
+            Trainer(XT, Y, hp, threads=threads).run()
 
     return run
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     executor: Literal["local", "celery"] = "local"
     broker_url: str | None = None
     local_workers: int = Field(1, ge=1, le=64)
+    # threads per training (app/worker/threads.py): 1 or 2, the engine's lanes
+    # (app.nn.lanes.LANES), or 0: two where the worker may use two cores
+    training_threads: int = Field(0, ge=0, le=2)
 
     # "off" is for the embedded default bound to loopback only (twolayer serve
     # refuses it on any other address); compose turns it on

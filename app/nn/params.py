@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 Array = NDArray[np.floating]
+Index = NDArray[np.integer]  # positions of columns or rows
 Activation = Literal["relu", "tanh"]
 Init = Literal["he", "xavier", "small"]
 

@@ -8,16 +8,18 @@ cost is the mean per-sample loss over the epoch's batches, each taken before
 its step; the validation cost is J on the held-out set after the epoch.
 
 Speed notes (behind the textbook names):
-- The training split is held once as rows [x_i, 1] (m, n_x+1); each epoch
-  gathers them in permuted order into one reused buffer, so every batch is a
-  contiguous block whose transpose is Xa = [X; 1] without a copy.
+- The training split is held once as rows [x_i, 1] (m, n_x+1). A batch is a
+  block of them, or the epoch's permutation's picks, gathered piece by piece
+  into cache-sized buffers (a piece's transpose is Xa = [X; 1], no copy).
 - Z2 of every batch is written into an epoch-long buffer; the epoch's cost
   and accuracy are computed once from it, not per batch.
-- Each step's gradient is `BatchGradient` (`app.nn.workspace`).
+- Each step's gradient is `BatchGradient` (`app.nn.workspace`), a large
+  batch's in two lanes, on two threads with `threads=2` (`app.nn.lanes`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,11 +32,12 @@ from app.nn.data import check_source, training_data
 from app.nn.diagnostics import Outcome, training_warnings
 from app.nn.history import EpochHistory, EpochRecord, FitResult, StopReason
 from app.nn.hyperparameters import Hyperparameters
+from app.nn.lanes import Lanes
 from app.nn.metrics import Metrics, classification_metrics
 from app.nn.model import Model, check_warm_start
 from app.nn.network import cross_entropy_sum
 from app.nn.optimizers import Optimizer, make_optimizer
-from app.nn.params import Array, Parameters, initialize
+from app.nn.params import Array, Index, Parameters, initialize
 from app.nn.preprocessing import Label, check_targets, encode_labels
 from app.nn.workspace import BatchGradient, logits
 
@@ -81,6 +84,7 @@ class Trainer:
         classes: Sequence[Label] = (0, 1),
         init_model: Model | None = None,
         heartbeat_seconds: float = 0.5,
+        threads: int = 1,
     ) -> None:
         X, n_x, m = check_source(X)
         Y = check_targets(Y, m)
@@ -137,11 +141,13 @@ class Trainer:
         self.stop_reason: StopReason | None = None
 
         # hot-loop buffers
-        self._gradient = BatchGradient(n_x, n_h, dtype, hp.hidden_activation, hp.l2)
+        self.lanes = Lanes(threads)  # 2: a large batch's two lanes on two threads
+        self._gradient = BatchGradient(
+            n_x, n_h, dtype, hp.hidden_activation, hp.l2, lanes=self.lanes
+        )
         self._Z2 = np.empty((1, self.m), dtype)
         self._batch = self.m if hp.batch_size is None else min(hp.batch_size, self.m)
         self._permute = hp.shuffle and self._batch < self.m  # a full batch's gradient ignores order
-        self._rows = np.empty((self._batch if self._permute else 0, n_x + 1), dtype)
         self._Y_epoch = np.empty_like(self._Y) if self._permute else self._Y
         self._callback: Callback | None = None
         self._next_beat = 0.0
@@ -154,7 +160,7 @@ class Trainer:
         self._callback = callback
         self._next_beat = time.monotonic() + self.heartbeat_seconds
         # Overflow in a diverging run is detected and reported, not warned about.
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), contextlib.closing(self.lanes):
             if self.stop_reason is None and self._patience_exhausted():
                 self._stop_early()  # resumed from a checkpoint taken at the stopping epoch
             while self.stop_reason is None and self.epoch < hp.epochs:
@@ -181,14 +187,9 @@ class Trainer:
         l2_sum = 0.0
         for start in range(0, self.m, B):
             stop = min(start + B, self.m)
-            if perm is None:
-                rows = XTa[start:stop]
-            else:  # gather the batch's rows into one reused, cache-sized buffer
-                rows = np.take(
-                    XTa, perm[start:stop], axis=0, out=self._rows[: stop - start], mode="clip"
-                )
-            # rows.T is Xa = [X; 1] for the batch, (n_x+1, b), F-ordered: no copy
-            l2_sum += self._step(rows.T, Y[:, start:stop], Z2[:, start:stop])
+            # the batch's rows [x_i, 1]: a block of XTa, or the permutation's picks
+            rows, index = (XTa[start:stop], None) if perm is None else (XTa, perm[start:stop])
+            l2_sum += self._step(rows, index, Y[:, start:stop], Z2[:, start:stop])
             self._heartbeat()
         train_cost = (cross_entropy_sum(Z2, Y) + l2_sum) / self.m
         # ŷ ≥ 0.5 ⇔ Z2 ≥ 0
@@ -217,12 +218,13 @@ class Trainer:
         if self._patience_exhausted():
             self._stop_early()
 
-    def _step(self, Xa: Array, Y: Array, Z2: Array) -> float:
-        """One gradient step on a batch; Z2 (1, b) receives the logits before it.
+    def _step(self, XTa: Array, index: Index | None, Y: Array, Z2: Array) -> float:
+        """One gradient step on a batch, the rows of XTa that `index` picks (or all);
+        Z2 (1, b) receives the logits before it.
 
         Returns the batch's (λ/2)·(‖W1‖² + ‖W2‖²), its share of the cost.
         """
-        l2_term = self._gradient(self.params, Xa, Y, Z2, self._heartbeat)
+        l2_term = self._gradient(self.params, XTa, Y, Z2, self._heartbeat, index)
         self.optimizer.step(self.params.theta, self._gradient.grads.theta)
         return l2_term
 
@@ -240,7 +242,7 @@ class Trainer:
 
     def _evaluate(self, Xa: Array, Y: Array) -> tuple[float, float]:
         """J and accuracy of the current parameters on Xa = [X; 1], Y."""
-        Z2 = logits(self.params, Xa, self.hp.hidden_activation)
+        Z2 = logits(self.params, Xa, self.hp.hidden_activation, lanes=self.lanes)
         accuracy = float(np.count_nonzero((Z2 >= 0) == (Y == 1))) / Y.shape[1]
         return self._cost(Z2, Y), accuracy
 
@@ -281,7 +283,7 @@ class Trainer:
         """Final figures from one forward pass over Xa; also the cross-entropy
         without L2 and how often each class is predicted."""
         A2 = np.empty_like(Y)
-        Z2 = logits(self.params, Xa, self.hp.hidden_activation, A2)
+        Z2 = logits(self.params, Xa, self.hp.hidden_activation, A2, self.lanes)
         positive = int(np.count_nonzero(Z2 >= 0))  # ŷ ≥ 0.5
         m = int(Y.shape[1])
         metrics = classification_metrics(Y, A2, self._cost(Z2, Y))
@@ -327,16 +329,17 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(
-        cls, data: bytes, X: Any, Y: Any, *, history: Columns | None = None, beat: float = 0.5
+        cls, data: bytes, X: Any, Y: Any, *, history: Columns | None = None, **options: Any
     ) -> Trainer:
         """A trainer that continues where `checkpoint` left off, on the same X and
         Y; `history`, the columns of epochs 1 … its epoch, for a checkpoint made
-        without its history; `beat`, the heartbeat's seconds."""
+        without its history; `options`, the constructor's `heartbeat_seconds`
+        and `threads` (neither changes the arithmetic)."""
         state = decode_checkpoint(data)
         X, n_x, m = check_source(X)
         state.check_data((n_x, m))
         hp, model = state.hyperparameters, state.model()
-        trainer = cls(X, Y, hp, classes=state.classes, init_model=model, heartbeat_seconds=beat)
+        trainer = cls(X, Y, hp, classes=state.classes, init_model=model, **options)
         state.restore(trainer, history)
         return trainer
 

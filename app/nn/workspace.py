@@ -45,8 +45,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from app.nn.lanes import LANES, Lanes, Ranges, pieces, plan
 from app.nn.network import activation_forward, sigmoid
-from app.nn.params import Activation, Array, Parameters
+from app.nn.params import Activation, Array, Index, Parameters
 
 
 def chunk_width(n_h: int, dtype: np.dtype | type) -> int:
@@ -156,8 +157,10 @@ def finish_gradients(P: Parameters, grads: Parameters, *, dW2_from_G: bool) -> N
 class BatchGradient:
     """dθ of one batch, the gradient `network.backward` gives, computed in reused buffers.
 
-    `grads` receives dθ = (dW1, db1, dW2, db2), L2 included; a batch wider
-    than `chunk` columns is split into chunks (module docstring).
+    `grads` receives dθ = (dW1, db1, dW2, db2), L2 included. A batch is
+    gathered and computed in pieces of at most `chunk` columns, and a large
+    one in two lanes that `lanes` may run on two threads (`app.nn.lanes`);
+    the pieces' sums add up to the batch's (module docstring).
     """
 
     def __init__(
@@ -169,52 +172,75 @@ class BatchGradient:
         l2: float,
         *,
         chunk: int | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         self.n_x, self.n_h, self.dtype = n_x, n_h, dtype
         self.activation = activation
         self.l2 = l2
         self.chunk = chunk_width(n_h, dtype) if chunk is None else chunk
+        self.lanes = Lanes() if lanes is None else lanes
         self.grads = Parameters.zeros(n_x, n_h, dtype)
-        self._chunk_sums = Parameters.zeros(n_x, n_h, dtype)
+        # per lane: its sums, a piece's sums, its workspaces and gathered rows
+        self._sums = [Parameters.zeros(n_x, n_h, dtype) for _ in range(LANES)]
+        self._piece = [Parameters.zeros(n_x, n_h, dtype) for _ in range(LANES)]
+        self._workspaces: list[dict[int, Workspace]] = [{} for _ in range(LANES)]
+        self._rows = [np.empty((0, n_x + 1), dtype) for _ in range(LANES)]
+        self._plans: dict[int, tuple[Ranges, ...]] = {}  # by batch width
         size = self.grads.theta.size
         self._l2_W = np.zeros(size, dtype)  # λ·W, 0 on biases
         self._l2_mask = self.grads.weight_mask() * dtype.type(l2)
-        self._workspaces: dict[int, Workspace] = {}
 
     def __call__(
         self,
         P: Parameters,
-        Xa: Array,
+        XTa: Array,
         Y: Array,
         Z2: Array,
         between_chunks: Callable[[], None] | None = None,
+        index: Index | None = None,
     ) -> float:
-        """Fill `grads` for the batch Xa = [X; 1] (n_x+1, b), Y (1, b); Z2 (1, b)
-        receives the logits. Returns (λ/2)·(‖W1‖² + ‖W2‖²), the batch's L2 share
-        of the cost (×b). `between_chunks` is called after each chunk."""
+        """Fill `grads` for the batch: the rows [x_i, 1] of XTa (n, n_x+1) picked by
+        `index` (b,), or all n of them; Y (1, b); Z2 (1, b) receives the logits.
+        Returns (λ/2)·(‖W1‖² + ‖W2‖²), the batch's L2 share of the cost (×b).
+        `between_chunks` is called after each of lane 0's pieces."""
         g, act = self.grads, self.activation
-        b = Xa.shape[1]
-        if b <= self.chunk:
+        b = XTa.shape[0] if index is None else index.shape[0]
+        from_G = dW2_from_G(self.n_h, b, act)  # decided for the whole batch
+        lanes = self._plans.get(b)
+        if lanes is None:
+            lanes = self._plans[b] = plan(b, self.n_x, self.n_h, self.chunk)
+        if len(lanes) == 1 and len(lanes[0]) == 1:  # one piece: most batches
+            Xa = (XTa if index is None else self._gather(0, XTa, index)).T
             ws = self.workspace(b)
             ws.forward(P, Xa, Z2, act)
-            from_G = dW2_from_G(self.n_h, b, act)
             ws.backward_sums(P, Xa, Y, act, g, dW2_from_G=from_G)
-            finish_gradients(P, g, dW2_from_G=from_G)
-        else:  # a wide batch: its chunks' sums, added up and finished once
-            g.theta[...] = 0
-            sums = self._chunk_sums
-            from_G = dW2_from_G(self.n_h, b, act)  # decided for the whole batch
-            for start in range(0, b, self.chunk):
-                stop = min(start + self.chunk, b)
-                ws = self.workspace(stop - start)
-                ws.forward(P, Xa[:, start:stop], Z2[:, start:stop], act)
-                ws.backward_sums(
-                    P, Xa[:, start:stop], Y[:, start:stop], act, sums, dW2_from_G=from_G
-                )
-                g.theta += sums.theta
-                if between_chunks is not None:
-                    between_chunks()
-            finish_gradients(P, g, dW2_from_G=from_G)
+            return self._finish(P, b, from_G)
+
+        def lane(k: int, sums: Parameters, beat: Callable[[], None] | None) -> None:
+            for i, (start, stop) in enumerate(lanes[k]):
+                rows = XTa[start:stop] if index is None else self._gather(k, XTa, index[start:stop])
+                Xa = rows.T  # [X; 1] of the piece, (n_x+1, w), F-ordered: no copy
+                ws = self.workspace(stop - start, k)
+                ws.forward(P, Xa, Z2[:, start:stop], act)
+                piece = sums if i == 0 else self._piece[k]
+                ws.backward_sums(P, Xa, Y[:, start:stop], act, piece, dW2_from_G=from_G)
+                if i:
+                    sums.theta += piece.theta
+                if beat is not None and len(lanes[k]) > 1:
+                    beat()
+
+        if len(lanes) == 1:
+            lane(0, g, between_chunks)
+        else:
+            s0, s1 = self._sums
+            self.lanes.run(lambda: lane(0, s0, between_chunks), lambda: lane(1, s1, None))
+            np.add(s0.theta, s1.theta, out=g.theta)
+        return self._finish(P, b, from_G)
+
+    def _finish(self, P: Parameters, b: int, from_G: bool) -> float:
+        """The batch's sums in `grads` made its gradient; returns its L2 term."""
+        g = self.grads
+        finish_gradients(P, g, dW2_from_G=from_G)
         l2_term = 0.0
         if self.l2:
             l2_term = self.l2_term(P)
@@ -227,28 +253,50 @@ class BatchGradient:
         lam_W = np.multiply(P.theta, self._l2_mask, out=self._l2_W)
         return 0.5 * float(np.dot(lam_W, P.theta))
 
-    def workspace(self, width: int) -> Workspace:
-        ws = self._workspaces.get(width)
+    def workspace(self, width: int, lane: int = 0) -> Workspace:
+        spaces = self._workspaces[lane]
+        ws = spaces.get(width)
         if ws is None:
-            ws = self._workspaces[width] = Workspace(self.n_x, self.n_h, width, self.dtype)
+            ws = spaces[width] = Workspace(self.n_x, self.n_h, width, self.dtype)
         return ws
 
+    def _gather(self, lane: int, XTa: Array, index: Index) -> Array:
+        """XTa's rows that `index` picks, in the lane's reused, cache-sized buffer."""
+        width = index.shape[0]
+        if self._rows[lane].shape[0] < width:
+            self._rows[lane] = np.empty((width, self.n_x + 1), self.dtype)
+        return np.take(XTa, index, axis=0, out=self._rows[lane][:width], mode="clip")
 
-def logits(P: Parameters, Xa: Array, activation: Activation, A2: Array | None = None) -> Array:
+
+def logits(
+    P: Parameters,
+    Xa: Array,
+    activation: Activation,
+    A2: Array | None = None,
+    lanes: Lanes | None = None,
+) -> Array:
     """Z2 (1, m) for Xa = [X; 1] (n_x+1, m), in cache-sized chunks of columns;
-    also fills A2 = σ(Z2) (1, m) when given."""
+    also fills A2 = σ(Z2) (1, m) when given. With `lanes`, the chunks are
+    dealt to its two lanes (each column's Z2 is the same either way)."""
     m = Xa.shape[1]
     Z2 = np.empty((1, m), P.theta.dtype)
-    width = chunk_width(P.n_h, P.theta.dtype)
-    workspaces: dict[int, Workspace] = {}
-    for start in range(0, m, width):
-        stop = min(start + width, m)
-        ws = workspaces.get(stop - start)
-        if ws is None:
-            ws = workspaces[stop - start] = Workspace(
-                P.n_x, P.n_h, stop - start, P.theta.dtype, backward=False
-            )
-        ws.forward(P, Xa[:, start:stop], Z2[:, start:stop], activation)
-        if A2 is not None:
-            A2[:, start:stop] = ws.A2
+    ranges = pieces(m, chunk_width(P.n_h, P.theta.dtype))
+
+    def lane(k: int) -> None:
+        workspaces: dict[int, Workspace] = {}
+        for start, stop in ranges[k::LANES]:
+            ws = workspaces.get(stop - start)
+            if ws is None:
+                ws = workspaces[stop - start] = Workspace(
+                    P.n_x, P.n_h, stop - start, P.theta.dtype, backward=False
+                )
+            ws.forward(P, Xa[:, start:stop], Z2[:, start:stop], activation)
+            if A2 is not None:
+                A2[:, start:stop] = ws.A2
+
+    if lanes is None or len(ranges) == 1:
+        for k in range(LANES):
+            lane(k)
+    else:
+        lanes.run(lambda: lane(0), lambda: lane(1))
     return Z2

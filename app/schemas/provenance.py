@@ -28,8 +28,8 @@ class BlasRead(BaseModel):
     version: str | None = Field(description="its version, as built")
     config: str | None = Field(description="OpenBLAS's build configuration, if it is OpenBLAS")
     runtime: list[BlasLibraryRead] | None = Field(
-        description="as loaded: library, version, kernels, threads; null when the worker "
-        "does not have threadpoolctl"
+        description="as loaded: library, version, kernels, threads (a worker holds its BLAS "
+        "to one thread); null in records written by workers without threadpoolctl"
     )
 
 

@@ -43,6 +43,7 @@ from app.db.session import Database, connect
 from app.worker.job import execute_run
 from app.worker.lease import worker_identity
 from app.worker.sweeper import Sweeper, deliver
+from app.worker.threads import pin_blas
 
 log = logging.getLogger("twolayer.celery")
 TASK = "twolayer.train_run"
@@ -166,6 +167,7 @@ def _publisher() -> Celery:
 
 
 def train_run(run_id: str) -> str:
+    pin_blas()  # the engine's lanes are the threads (app/worker/threads.py)
     parent = os.getppid()
     db = _worker_database()
     stopping = threading.Event()

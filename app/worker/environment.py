@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 import app
 
@@ -44,9 +45,9 @@ def environment() -> dict[str, Any]:
 
 
 def _blas(config: dict[str, Any]) -> dict[str, Any]:
-    """NumPy's BLAS as built (name, version, OpenBLAS's build configuration) and,
-    when threadpoolctl is installed, as loaded: the library, its version, the
-    kernels it chose for this CPU and its thread count (paths left out)."""
+    """NumPy's BLAS as built (name, version, OpenBLAS's build configuration) and
+    as loaded (threadpoolctl): the library, its version, the kernels it chose for
+    this CPU and its thread count (paths left out)."""
     built = config.get("Build Dependencies", {}).get("blas", {})
     return {
         "name": built.get("name"),
@@ -56,12 +57,7 @@ def _blas(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _blas_runtime() -> list[dict[str, Any]] | None:
-    """None without threadpoolctl (an optional dependency: the bench's)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
+def _blas_runtime() -> list[dict[str, Any]]:
     return [
         {
             "library": info.get("internal_api"),

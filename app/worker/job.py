@@ -41,6 +41,7 @@ from app.worker.lease import (
     release_run,
 )
 from app.worker.sweep_trial import mark_pruned, trial_pruner
+from app.worker.threads import training_threads
 
 log = logging.getLogger("twolayer.worker")
 
@@ -254,7 +255,7 @@ def _train(
     # from this host's copy when it has one (app.worker.dataset_cache)
     arrays = stored_dataset(db=db, dataset_id=run.dataset_id)
     X = rows_of(arrays, settings)
-    beat = settings.heartbeat_seconds / 2
+    beat, threads = settings.heartbeat_seconds / 2, training_threads(settings)
     renewed = time.monotonic()
     with db.write() as session:
         # a resumed run rewrites the epochs after its checkpoint
@@ -275,7 +276,9 @@ def _train(
         history = history_columns(session, run_id, start_epoch) if checkpoint else None
     if checkpoint is not None:
         log.info("run %s: resuming from epoch %d", run_id, checkpoint.epoch)
-        trainer = Trainer.from_checkpoint(checkpoint.data, X, arrays.Y, history=history, beat=beat)
+        trainer = Trainer.from_checkpoint(
+            checkpoint.data, X, arrays.Y, history=history, heartbeat_seconds=beat, threads=threads
+        )
     else:
         trainer = Trainer(
             X,
@@ -284,6 +287,7 @@ def _train(
             classes=arrays.classes,
             init_model=init_model,
             heartbeat_seconds=beat,
+            threads=threads,
         )
     reporter = Reporter(
         db=db,

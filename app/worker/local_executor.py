@@ -42,6 +42,7 @@ from app.db.session import Database, connect
 from app.worker.job import execute_run
 from app.worker.lease import expire_lease, worker_identity
 from app.worker.sweeper import Sweeper, deliver, queued_run_ids, sweep_once
+from app.worker.threads import pin_blas
 
 log = logging.getLogger("twolayer.executor")
 
@@ -63,6 +64,7 @@ def local_worker_main(conn: Connection, settings_values: dict[str, Any], parent_
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     settings = Settings(**settings_values)
     configure_logging(settings.log_format)
+    pin_blas()  # the engine's lanes are the threads (app/worker/threads.py)
     db = connect(settings, name="twolayer-worker", keep=1)
     owner = worker_identity()
 

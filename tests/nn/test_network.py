@@ -16,6 +16,7 @@ from app.nn import (
     initialize,
     sigmoid,
 )
+from app.nn.lanes import plan
 from app.nn.workspace import augment, dW2_from_G
 from tests.nn import reference
 
@@ -66,31 +67,47 @@ def test_shapes_of_every_array_in_the_backprop_map() -> None:
     assert g.db1.shape == (n_h, 1)
 
 
-# (m, n_h, chunk): whole batches narrow and wide (relu's dW2 from G), and
-# chunked batches wide and narrow (then dZ2·A1ᵀ is summed over the chunks)
+# (m, n_x, n_h, chunk, lanes, pieces per lane): whole batches narrow and wide (relu's dW2 from G),
+# chunked batches wide and narrow (then dZ2·A1ᵀ is summed over the chunks),
+# and batches large enough for two lanes (app.nn.lanes), in one piece per lane
+# or in several
 SHAPES = {
-    "whole": (23, 6, None),
-    "whole-wide": (2048, 40, None),
-    "chunked-wide": (2048, 40, 512),
-    "chunked": (1000, 8, 256),
+    "whole": (23, 5, 6, None, 1, 1),
+    "whole-wide": (2048, 5, 40, None, 1, 1),
+    "chunked-wide": (2048, 5, 40, 512, 1, 4),
+    "chunked": (1000, 5, 8, 256, 1, 4),
+    "lanes": (1100, 63, 64, None, 2, 1),
+    "lanes-chunked": (1500, 63, 64, 256, 2, 3),
 }
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("l2", [0.0, 0.7])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_the_fast_form_gives_the_maps_gradient(activation: str, l2: float, shape: str) -> None:
-    """BatchGradient (diag(W2ᵀ)·G, dW2 from G, chunk sums) equals backward() to 1e-12."""
-    m, n_h, chunk = SHAPES[shape]
-    n_x = 5
+@pytest.mark.parametrize("gathered", [False, True])
+def test_the_fast_form_gives_the_maps_gradient(
+    activation: str, l2: float, shape: str, gathered: bool
+) -> None:
+    """BatchGradient (diag(W2ᵀ)·G, dW2 from G, chunk and lane sums, the batch's
+    rows read in place or gathered through an index) equals backward() to 1e-12."""
+    m, n_x, n_h, chunk, n_lanes, n_pieces = SHAPES[shape]
     P, X, Y = random_problem(m=m, n_x=n_x, n_h=n_h)
     fast = BatchGradient(n_x, n_h, np.dtype(np.float64), activation, l2, chunk=chunk)  # type: ignore[arg-type]
-    assert (fast.chunk < m) == shape.startswith("chunked")
-    assert dW2_from_G(n_h, m, "relu") == shape.endswith("wide")
-    chunks: list[int] = []
+    lanes = plan(m, n_x, n_h, fast.chunk)
+    assert [len(lane) for lane in lanes] == [n_pieces] * n_lanes
+    assert dW2_from_G(n_h, m, "relu") == (shape != "whole" and shape != "chunked")
+    beats: list[int] = []
     Z2 = np.empty((1, m))
-    l2_term = fast(P, augment(X), Y, Z2, lambda: chunks.append(1))
-    assert len(chunks) == (-(-m // fast.chunk) if chunk else 0)
+    XTa = augment(X).T  # rows [x_i, 1]
+    if gathered:  # the batch's rows are picked from a larger, shuffled set
+        rng = np.random.default_rng(1)
+        order = rng.permutation(m + 9)
+        rows = np.empty((m + 9, n_x + 1))
+        rows[order[:m]] = XTa
+        l2_term = fast(P, rows, Y, Z2, lambda: beats.append(1), order[:m])
+    else:
+        l2_term = fast(P, XTa, Y, Z2, lambda: beats.append(1))
+    assert len(beats) == (n_pieces if n_pieces > 1 else 0)  # lane 0's pieces
 
     g = backward(P, X, Y, activation, l2)  # type: ignore[arg-type]
     for name in ("W1", "b1", "W2", "b2"):

@@ -64,6 +64,9 @@ def test_a_rerun_trains_to_the_same_weights_and_the_record_says_where(
     assert where["python"] == platform.python_version()
     built = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     assert where["blas"]["name"] == built["name"]
+    loaded = where["blas"]["runtime"]
+    assert loaded
+    assert all(lib["threads"] == 1 for lib in loaded)
 
     again = rerun(service, first["id"])
     assert again["status"] == "queued"
