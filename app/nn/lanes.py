@@ -33,10 +33,12 @@ from collections.abc import Callable
 from typing import Any
 
 LANES = 2
-# Below this many multiply-adds per column pair of lanes' worth of work the
-# hand-over to the helper (~15 µs) costs more than it saves: a batch is split
-# when n_h·(n_x + 1)·b ≥ SPLIT_WORK (see bench/README.md).
-SPLIT_WORK = 1 << 22
+# A batch is split when n_h·(n_x + 1)·b·itemsize ≥ SPLIT_WORK (bytes of [W1|b1]·Xa
+# products, as it were): below it the hand-over to the helper (~15 µs) and the
+# two threads' turns at the GIL cost more than the second core saves. Measured
+# on n_h 128, n_x 100 (bench/README.md): a batch of 512 gains in float64 and
+# loses in float32, 256 loses in both, 1 024 gains in both.
+SPLIT_WORK = 1 << 25
 MIN_PIECE = 128  # columns: a lane narrower than this is not worth a GEMM call
 
 Ranges = tuple[tuple[int, int], ...]
@@ -47,13 +49,13 @@ def pieces(b: int, width: int) -> Ranges:
     return tuple((start, min(start + width, b)) for start in range(0, b, width))
 
 
-def plan(b: int, n_x: int, n_h: int, chunk: int) -> tuple[Ranges, ...]:
+def plan(b: int, n_x: int, n_h: int, chunk: int, itemsize: int) -> tuple[Ranges, ...]:
     """The column ranges of a batch of b columns, one tuple per lane.
 
     One lane, in chunks of `chunk` columns, for a small batch; else two lanes
     dealt an even number of near-equal pieces of at most `chunk` columns.
     """
-    if b < LANES * MIN_PIECE or n_h * (n_x + 1) * b < SPLIT_WORK:
+    if b < LANES * MIN_PIECE or n_h * (n_x + 1) * b * itemsize < SPLIT_WORK:
         return (pieces(b, chunk),)
     n = -(-b // chunk)
     n += n % LANES  # an even number of pieces: the lanes get the same count

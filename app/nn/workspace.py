@@ -208,7 +208,7 @@ class BatchGradient:
         from_G = dW2_from_G(self.n_h, b, act)  # decided for the whole batch
         lanes = self._plans.get(b)
         if lanes is None:
-            lanes = self._plans[b] = plan(b, self.n_x, self.n_h, self.chunk)
+            lanes = self._plans[b] = plan(b, self.n_x, self.n_h, self.chunk, self.dtype.itemsize)
         if len(lanes) == 1 and len(lanes[0]) == 1:  # one piece: most batches
             Xa = (XTa if index is None else self._gather(0, XTa, index)).T
             ws = self.workspace(b)

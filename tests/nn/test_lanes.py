@@ -37,18 +37,19 @@ def one_blas_thread() -> Iterator[None]:
     n_x=st.integers(1, 300),
     n_h=st.integers(1, 300),
     chunk=st.integers(MIN_PIECE, 8192),
+    itemsize=st.sampled_from([4, 8]),
 )
 def test_the_plan_covers_every_column_once_in_cache_sized_pieces(
-    b: int, n_x: int, n_h: int, chunk: int
+    b: int, n_x: int, n_h: int, chunk: int, itemsize: int
 ) -> None:
-    lanes = plan(b, n_x, n_h, chunk)
+    lanes = plan(b, n_x, n_h, chunk, itemsize)
     ranges = sorted(r for lane in lanes for r in lane)
     assert ranges[0][0] == 0
     assert ranges[-1][1] == b
     assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(ranges))
     assert all(0 < stop - start <= chunk for start, stop in ranges)
     if len(lanes) == 1:
-        assert b < LANES * MIN_PIECE or n_h * (n_x + 1) * b < SPLIT_WORK
+        assert b < LANES * MIN_PIECE or n_h * (n_x + 1) * b * itemsize < SPLIT_WORK
     else:
         assert len(lanes) == LANES
         assert len(lanes[0]) == len(lanes[1])
@@ -57,7 +58,7 @@ def test_the_plan_covers_every_column_once_in_cache_sized_pieces(
         assert lanes[0][0][0] == 0  # lane 0's pieces alternate with lane 1's
 
 
-def data(m: int = 1500, n_x: int = 70, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def data(m: int = 2500, n_x: int = 70, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_x, m))
     Y = ((X[0] * X[-1] + 0.3 * X[1]) > 0).astype(np.float64).reshape(1, -1)
@@ -68,7 +69,7 @@ def hyperparameters(**overrides: object) -> Hyperparameters:
     values: dict[str, object] = {
         "hidden_units": 64,
         "epochs": 3,
-        "batch_size": 1200,
+        "batch_size": 2000,
         "learning_rate": 0.05,
         "validation_fraction": 0.1,
         "seed": 5,
@@ -87,7 +88,8 @@ CASES: dict[str, dict[str, object]] = {
 def test_two_threads_train_bit_for_bit_as_one(case: str) -> None:
     X, Y = data()
     hp = hyperparameters(**CASES[case])
-    assert len(plan(1200 if hp.batch_size else 1350, 70, 64, 2048)) == LANES  # lanes in use
+    b, itemsize = (2000 if hp.batch_size else 2250), np.dtype(hp.dtype).itemsize
+    assert len(plan(b, 70, 64, 2048, itemsize)) == LANES  # lanes in use
     one = Trainer(X, Y, hp, threads=1).run()
     two = Trainer(X, Y, hp, threads=2).run()
     np.testing.assert_array_equal(two.model.params.theta, one.model.params.theta)
@@ -121,7 +123,7 @@ def test_a_stop_asked_inside_a_split_batch_returns_to_the_epochs_start() -> None
     X, Y = data(m=6000)
     hp = hyperparameters(batch_size=None, epochs=5)
     trainer = Trainer(X, Y, hp, threads=2, heartbeat_seconds=0.0)
-    assert len(plan(5400, 70, 64, trainer._gradient.chunk)[0]) > 1  # several pieces a lane
+    assert len(plan(5400, 70, 64, trainer._gradient.chunk, 8)[0]) > 1  # several pieces a lane
     beats: list[Progress] = []
 
     def stop_in_epoch_two(p: Progress) -> bool:

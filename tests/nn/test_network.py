@@ -93,7 +93,7 @@ def test_the_fast_form_gives_the_maps_gradient(
     m, n_x, n_h, chunk, n_lanes, n_pieces = SHAPES[shape]
     P, X, Y = random_problem(m=m, n_x=n_x, n_h=n_h)
     fast = BatchGradient(n_x, n_h, np.dtype(np.float64), activation, l2, chunk=chunk)  # type: ignore[arg-type]
-    lanes = plan(m, n_x, n_h, fast.chunk)
+    lanes = plan(m, n_x, n_h, fast.chunk, 8)
     assert [len(lane) for lane in lanes] == [n_pieces] * n_lanes
     assert dW2_from_G(n_h, m, "relu") == (shape != "whole" and shape != "chunked")
     beats: list[int] = []
