@@ -257,7 +257,7 @@ def _fill(
             whole = hi - lo == k  # else a gather: a copy, free to work in
             if standardization is None or dst.dtype == np.float64:
                 x = dst
-                x[...] = rows if whole else rows[idx[lo:hi] - start]
+                _put_rows(out[lo:hi], rows, None if whole else idx[lo:hi] - start)
             else:  # in a float64 copy of the block's samples, then the cast
                 x = rows.copy() if whole else rows[idx[lo:hi] - start]
             if standardization is not None:
@@ -265,3 +265,17 @@ def _fill(
                 x /= standardization.scale.T
                 if x is not dst:
                     dst[...] = x
+
+
+def _put_rows(out: Array, rows: Array, chosen: np.ndarray | None) -> None:
+    """out[:, :-1] ← rows (or rows[chosen]): out (k, n_x+1) C-ordered. Float64
+    C-ordered rows go as one n_x·8-byte element each (one long copy, not k
+    copies of n_x values); anything else, as NumPy's assignment casts it."""
+    dst = out[:, :-1]
+    if not (rows.dtype == out.dtype == np.float64 and rows.flags.c_contiguous):
+        dst[...] = rows if chosen is None else rows[chosen]
+        return
+    row = np.dtype((np.void, rows.shape[1] * 8))
+    source = rows.view(row).reshape(-1)
+    target = np.ndarray((out.shape[0],), row, buffer=out, strides=(out.strides[0],))
+    target[...] = source if chosen is None else source[chosen]
