@@ -208,6 +208,7 @@ class Moments:
         wide = self._wide[:, : g * n_x]
         for k, (lo, hi) in enumerate(edges):
             wide[: hi - lo, k * n_x : (k + 1) * n_x] = rows[lo:hi]
+        self._pad(wide, edges)  # no garbage of np.empty's in the arithmetic (nor its warnings)
         if self._shift is None:
             self._shift = wide[0, :n_x].copy()
         wide -= np.tile(self._shift, g)
