@@ -121,17 +121,23 @@ class StoredDataset:
     sha256: str
 
 
-def stored_dataset(*, db: Database, dataset_id: str) -> StoredDataset:
-    with db.read() as session:
-        row = session.execute(
-            select(
-                Dataset.labels,
-                Dataset.classes,
-                Dataset.n_samples,
-                Dataset.n_features,
-                Dataset.sha256,
-            ).where(Dataset.id == dataset_id)
-        ).one_or_none()
+def stored_dataset(
+    *, db: Database, dataset_id: str, session: Session | None = None
+) -> StoredDataset:
+    """The dataset's labels and description, read in `session` if given (a
+    worker's reads of a run are one transaction), else in one of its own."""
+    query = select(
+        Dataset.labels,
+        Dataset.classes,
+        Dataset.n_samples,
+        Dataset.n_features,
+        Dataset.sha256,
+    ).where(Dataset.id == dataset_id)
+    if session is None:
+        with db.read() as own:
+            row = own.execute(query).one_or_none()
+    else:
+        row = session.execute(query).one_or_none()
     if row is None:
         raise NotFound(f"dataset {dataset_id} does not exist")
     codes = load_npy(row.labels)

@@ -35,6 +35,8 @@ __all__ = [
     "training_data",
 ]
 
+_STANDARDIZE_ELEMENTS = 16 * 1024  # values per pass of _standardize_in_place: cache-sized
+
 
 @runtime_checkable
 class Rows(Protocol):
@@ -162,8 +164,7 @@ def training_data(
     if in_place:
         standardization = _fit_rows(splits[0][1][:, :n_x], train_idx, m)
         for _, rows in splits:
-            rows[:, :n_x] -= standardization.mean.T
-            rows[:, :n_x] /= standardization.scale.T
+            _standardize_in_place(rows, standardization)
     return TrainingData(
         XTa=splits[0][1],
         Y=np.ascontiguousarray(Y[:, train_idx], dtype=dtype),
@@ -208,17 +209,35 @@ def _fit_source(
     """The standardization of the samples `train_idx` (sorted) of the blocks."""
     moments = Moments(n_x)
     for start, rows in blocks:
-        for lo, hi in _group_edges(train_idx, start, start + rows.shape[0]):
-            moments.add(rows[train_idx[lo:hi] - start])
+        edges = _group_edges(train_idx, start, start + rows.shape[0])
+        if edges:  # the block's training samples, gathered once, in their groups
+            first, last = edges[0][0], edges[-1][1]
+            chosen = rows[train_idx[first:last] - start]
+            moments.add_groups(chosen, [(lo - first, hi - first) for lo, hi in edges])
     return moments.standardization()
 
 
 def _fit_rows(XT: Array, train_idx: np.ndarray, m: int) -> Standardization:
     """The same from XT (m_train, n_x), the samples `train_idx` of 0..m as rows."""
     moments = Moments(XT.shape[1])
-    for lo, hi in _group_edges(train_idx, 0, m):
-        moments.add(XT[lo:hi])
+    moments.add_groups(XT, _group_edges(train_idx, 0, m))
     return moments.standardization()
+
+
+def _standardize_in_place(rows: Array, standardization: Standardization) -> None:
+    """rows (k, n_x+1) float64, C-ordered, its last column ones: (x - mean) / scale
+    of the features, as `rows[:, :n_x] -= mean.T; rows[:, :n_x] /= scale.T` gives,
+    in long passes over the flat rows (the ones column minus 0, over 1: itself)."""
+    k, n = rows.shape
+    per = max(1, _STANDARDIZE_ELEMENTS // n)  # rows per pass
+    mean = np.tile(np.append(standardization.mean.ravel(), 0.0), per)
+    scale = np.tile(np.append(standardization.scale.ravel(), 1.0), per)
+    flat = rows.reshape(-1)
+    for start in range(0, k, per):
+        stop = min(start + per, k)
+        part = flat[start * n : stop * n]
+        part -= mean[: part.size]
+        part /= scale[: part.size]
 
 
 def _fill(
@@ -238,7 +257,7 @@ def _fill(
             whole = hi - lo == k  # else a gather: a copy, free to work in
             if standardization is None or dst.dtype == np.float64:
                 x = dst
-                x[...] = rows if whole else rows[idx[lo:hi] - start]
+                _put_rows(out[lo:hi], rows, None if whole else idx[lo:hi] - start)
             else:  # in a float64 copy of the block's samples, then the cast
                 x = rows.copy() if whole else rows[idx[lo:hi] - start]
             if standardization is not None:
@@ -246,3 +265,17 @@ def _fill(
                 x /= standardization.scale.T
                 if x is not dst:
                     dst[...] = x
+
+
+def _put_rows(out: Array, rows: Array, chosen: np.ndarray | None) -> None:
+    """out[:, :-1] ← rows (or rows[chosen]): out (k, n_x+1) C-ordered. Float64
+    C-ordered rows go as one n_x·8-byte element each (one long copy, not k
+    copies of n_x values); anything else, as NumPy's assignment casts it."""
+    dst = out[:, :-1]
+    if not (rows.dtype == out.dtype == np.float64 and rows.flags.c_contiguous):
+        dst[...] = rows if chosen is None else rows[chosen]
+        return
+    row = np.dtype((np.void, rows.shape[1] * 8))
+    source = rows.view(row).reshape(-1)
+    target = np.ndarray((out.shape[0],), row, buffer=out, strides=(out.strides[0],))
+    target[...] = source if chosen is None else source[chosen]

@@ -17,6 +17,7 @@ Label = bool | int | float | str
 
 # samples per group of the streaming standardization fit (`Moments`), by absolute index
 ROW_GROUP = 1024
+_WIDE_BYTES = 4 * 1024 * 1024  # Moments.add_groups' buffer: this many bytes of groups at once
 
 
 def check_features(X: Any, *, n_x: int | None = None, name: str = "X") -> Array:
@@ -126,8 +127,8 @@ class Standardization:
         """Fit on X (n_x, m): the streaming rule of `Moments`, its columns in groups
         of ROW_GROUP, so an array and a stream of the same samples agree to the bit."""
         moments = Moments(X.shape[0])
-        for start in range(0, X.shape[1], ROW_GROUP):
-            moments.add(X[:, start : start + ROW_GROUP].T)
+        m = X.shape[1]
+        moments.add_groups(X.T, [(s, min(s + ROW_GROUP, m)) for s in range(0, m, ROW_GROUP)])
         return moments.standardization()
 
     def transform(self, X: Array) -> Array:
@@ -146,6 +147,12 @@ class Moments:
     (Chan, Golub and LeVeque's update). The result depends only on the groups'
     contents and order, never on how the caller read them, and is as accurate
     as two passes over all the samples.
+
+    `add_groups` adds many groups at once, side by side in one wide buffer (each
+    column one feature of one group), so that NumPy's passes are long rather
+    than one row of n_x at a time: the same operations on the same values in
+    the same order, hence the same bits as `add` one group after another
+    (tests/nn/test_preprocessing.py holds them equal).
     """
 
     def __init__(self, n_x: int) -> None:
@@ -155,6 +162,7 @@ class Moments:
         self._shift: Array | None = None
         # pending subtrees, oldest first: (height, count, mean, M2)
         self._stack: list[tuple[int, int, Array, Array]] = []
+        self._wide: Array | None = None  # add_groups' buffer
 
     def add(self, rows: Array) -> None:
         """One group's samples as rows (c, n_x); c = 0 adds nothing."""
@@ -171,7 +179,59 @@ class Moments:
         mean = group.sum(axis=0) / c
         group -= mean
         np.square(group, out=group)
-        height, count, M2 = 0, c, group.sum(axis=0)
+        self._push(c, mean, group.sum(axis=0))
+
+    def add_groups(self, rows: Array, edges: Sequence[tuple[int, int]]) -> None:
+        """The groups rows[lo:hi] (lo, hi) of `edges`, in order: as `add` of each."""
+        n_x = self._group.shape[1]
+        per = _WIDE_BYTES // (ROW_GROUP * n_x * 8)
+        # n_x = 1: a (c, 1) group's sum is one contiguous reduction, pairwise
+        if n_x < 2 or per < 2:
+            for lo, hi in edges:
+                self.add(rows[lo:hi])
+            return
+        edges = [(lo, hi) for lo, hi in edges if hi > lo]
+        if any(hi - lo > ROW_GROUP for lo, hi in edges):
+            raise ValueError(f"a group holds at most {ROW_GROUP} rows")
+        for first in range(0, len(edges), per):
+            self._add_side_by_side(rows, edges[first : first + per])
+
+    def _add_side_by_side(self, rows: Array, edges: Sequence[tuple[int, int]]) -> None:
+        """`add` of each group, the groups side by side: group k's feature j is
+        column k·n_x + j of a (ROW_GROUP, g·n_x) buffer, its rows beyond its own
+        c_k held at -0.0, which added to any sum leaves it as it is. Each column's
+        sum over axis 0 then adds its c_k values one after the other from the
+        first, as a (c_k, n_x) group's sum over axis 0 does (n_x ≥ 2)."""
+        n_x, g = self._group.shape[1], len(edges)
+        if self._wide is None or self._wide.shape[1] < g * n_x:
+            self._wide = np.empty((ROW_GROUP, g * n_x))
+        wide = self._wide[:, : g * n_x]
+        for k, (lo, hi) in enumerate(edges):
+            wide[: hi - lo, k * n_x : (k + 1) * n_x] = rows[lo:hi]
+        self._pad(wide, edges)  # no garbage of np.empty's in the arithmetic (nor its warnings)
+        if self._shift is None:
+            self._shift = wide[0, :n_x].copy()
+        wide -= np.tile(self._shift, g)
+        self._pad(wide, edges)
+        counts = np.repeat(np.array([hi - lo for lo, hi in edges], np.float64), n_x)
+        means = wide.sum(axis=0) / counts
+        wide -= means
+        np.square(wide, out=wide)
+        self._pad(wide, edges)
+        M2s = wide.sum(axis=0)
+        for k, (lo, hi) in enumerate(edges):
+            cols = slice(k * n_x, (k + 1) * n_x)
+            self._push(hi - lo, means[cols], M2s[cols])
+
+    @staticmethod
+    def _pad(wide: Array, edges: Sequence[tuple[int, int]]) -> None:
+        n_x = wide.shape[1] // len(edges)
+        for k, (lo, hi) in enumerate(edges):
+            wide[hi - lo :, k * n_x : (k + 1) * n_x] = -0.0
+
+    def _push(self, c: int, mean: Array, M2: Array) -> None:
+        """One group's (count, mean, M2) onto the tree of pending subtrees."""
+        height, count = 0, c
         while self._stack and self._stack[-1][0] == height:
             _, n_a, mean_a, M2_a = self._stack.pop()
             count, mean, M2 = _combine(n_a, mean_a, M2_a, count, mean, M2)
@@ -216,7 +276,7 @@ def stratified_split(
     if fraction == 0:
         return np.arange(m), np.arange(0)
     y = Y.ravel()
-    held: list[np.ndarray] = []
+    held = np.zeros(m, np.bool_)  # the held-out samples: both lists, sorted, at once
     for c in (0, 1):
         idx = np.flatnonzero(y == c)
         if idx.size < 2:
@@ -225,7 +285,5 @@ def stratified_split(
                 f"class {c} has {idx.size}"
             )
         n_val = min(max(1, round(fraction * idx.size)), idx.size - 1)
-        held.append(rng.permutation(idx)[:n_val])
-    val = np.sort(np.concatenate(held))
-    train = np.setdiff1d(np.arange(m), val, assume_unique=True)
-    return train, val
+        held[rng.permutation(idx)[:n_val]] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)

@@ -7,13 +7,27 @@ TWOLAYER_DATASET_CACHE_DIR (every worker process of the host shares it). The
 first run reads the chunks from the database as before and writes them to a
 temporary file as they pass; the file takes its name once complete and its
 rows' digest gives the dataset's sha256 (else it is dropped). Later runs map
-it (`np.load(mmap_mode="r")`: the pages are the OS's file cache, shared by
-the processes, not each one's memory) after checking its digest again, and
-fall back to the database if it does not match. The least recently used
-files go once the directory holds more than TWOLAYER_DATASET_CACHE_BYTES
-(0: no copies). A file in use by another process may be deleted: its pages
-stay until it is unmapped. A copy that cannot be written (a full disk) is
-dropped and the run trains on from the database.
+it (read-only: the pages are the OS's file cache, shared by the processes,
+not each one's memory) and fall back to the database if its digest does not
+match.
+
+The digest is checked once per process per version of the file: a process
+remembers the version it checked, or wrote (device, inode, size, mtime and
+ctime, as fstat gives them for the very file it maps), and checks again
+whenever the file it opens is another version. Any change through the file
+system, a write, a truncation, a replacement, even a touch that puts the
+mtime back, moves the ctime, so a copy damaged or altered after the check is
+still detected before it is used. What a process no longer catches is a
+change below the file system (a disk's silent corruption of pages read again
+after the OS evicted them) during its own life: the next process does. A
+used copy's mtime is its last use, for the eviction, set at most once a
+minute (TOUCH_SECONDS: a touch is a new version for every process).
+
+The least recently used files go once the directory holds more than
+TWOLAYER_DATASET_CACHE_BYTES (0: no copies). A file in use by another
+process may be deleted: its pages stay until it is unmapped. A copy that
+cannot be written (a full disk) is dropped and the run trains on from the
+database.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +50,15 @@ from app.nn.data import ROW_GROUP
 
 log = logging.getLogger("twolayer.worker")
 BLOCK_ROWS = 64 * ROW_GROUP  # rows per block read from a copy
+TOUCH_SECONDS = 60.0  # a used copy's mtime is set again once it is older than this
+
+Version = tuple[int, int, int, int, int]
+# this process's checked copies: path → (the version checked, the sha256 it matched)
+_checked: dict[str, tuple[Version, str]] = {}
+
+
+def _version(info: os.stat_result) -> Version:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 class CachedRows:
@@ -52,23 +76,43 @@ class CachedRows:
         codes = self.stored.Y.ravel().astype(np.int8)
         return dataset_sha256(m, n_x, self.stored.classes, rows, codes) == self.stored.sha256
 
-    def _copy(self) -> np.ndarray | None:
+    def _map(self) -> tuple[np.ndarray, os.stat_result] | None:
+        """The copy mapped read-only, and the fstat of the file mapped; None if
+        there is none or it is not a C-ordered float64 X of the dataset's shape."""
         try:
-            X: np.ndarray = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            with open(self.path, "rb") as file:
+                version = np.lib.format.read_magic(file)
+                if version != (1, 0):
+                    return None
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
+                if dtype != np.float64 or fortran or shape != self.shape:
+                    return None
+                info = os.fstat(file.fileno())
+                X = np.memmap(file, dtype=np.float64, mode="r", shape=shape, offset=file.tell())
         except (OSError, ValueError):
             return None
-        if X.dtype != np.float64 or X.shape != self.shape or not X.flags.c_contiguous:
+        return X, info
+
+    def _copy(self) -> np.ndarray | None:
+        mapped = self._map()
+        if mapped is None:
             return None
-        rows = hashlib.sha256()
-        for start in range(0, X.shape[0], BLOCK_ROWS):
-            rows.update(X[start : start + BLOCK_ROWS].data)
-        if not self._digest_is_the_datasets(rows):
-            log.warning("dataset copy %s does not match its sha256: dropped", self.path.name)
+        X, info = mapped
+        version, key = _version(info), str(self.path)
+        if _checked.get(key) != (version, self.stored.sha256):
+            _checked.pop(key, None)
+            rows = hashlib.sha256()
+            for start in range(0, X.shape[0], BLOCK_ROWS):
+                rows.update(X[start : start + BLOCK_ROWS].data)
+            if not self._digest_is_the_datasets(rows):
+                log.warning("dataset copy %s does not match its sha256: dropped", self.path.name)
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                return None
+            _checked[key] = (version, self.stored.sha256)
+        if time.time() - info.st_mtime > TOUCH_SECONDS:
             with contextlib.suppress(OSError):
-                self.path.unlink()
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(self.path)  # used now: the last to be evicted
+                os.utime(self.path)  # used now: the last to be evicted (a new version)
         return X
 
     def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -92,12 +136,22 @@ class CachedRows:
                 rows.update(block.data)
                 yield start, block
             if copy.finish() and self._digest_is_the_datasets(rows):
+                written = os.stat(temporary)
                 os.replace(temporary, self.path)
+                self._written(written)
                 evict(self.directory, self.budget, keep=self.path)
         finally:
             copy.finish()
             with contextlib.suppress(OSError):
                 temporary.unlink()
+
+    def _written(self, written: os.stat_result) -> None:
+        """The copy this process wrote and checked, as it is once named (the rename
+        moved its ctime), remembered as checked if it is still the same file."""
+        with contextlib.suppress(OSError):
+            named = os.stat(self.path)
+            if _version(named)[:4] == _version(written)[:4]:
+                _checked[str(self.path)] = (_version(named), self.stored.sha256)
 
 
 class _Copy:

@@ -248,12 +248,13 @@ def _train(
                 raise ValueError(f"init_from_run_id {run.init_from_run_id} has no weights")
             init_model = Model.from_bytes(stored.data)
         prune = trial_pruner(session, run_id, checkpoint.epoch if checkpoint else 0)
+        if run.attempts <= settings.max_attempts:  # its labels, in the same transaction
+            arrays = stored_dataset(db=db, dataset_id=run.dataset_id, session=session)
     if run.attempts > settings.max_attempts:
         fail_run(db=db, run_id=run_id, owner=owner, error=gave_up(settings.max_attempts))
         return "failed"
     # X read a chunk at a time into the engine's own arrays (app.nn.data.Rows),
     # from this host's copy when it has one (app.worker.dataset_cache)
-    arrays = stored_dataset(db=db, dataset_id=run.dataset_id)
     X = rows_of(arrays, settings)
     beat, threads = settings.heartbeat_seconds / 2, training_threads(settings)
     renewed = time.monotonic()

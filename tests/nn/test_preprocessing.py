@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.nn import SAMPLE_KINDS, Standardization, encode_labels, make_samples, stratified_split
+from app.nn import (
+    SAMPLE_KINDS,
+    Standardization,
+    encode_labels,
+    make_samples,
+    preprocessing,
+    stratified_split,
+)
+from app.nn.preprocessing import ROW_GROUP, Moments
 
 
 @pytest.mark.parametrize(
@@ -87,3 +95,54 @@ def test_generated_samples_reject_bad_arguments() -> None:
         make_samples("moons", 1, noise=0.1, rng=rng)
     with pytest.raises(ValueError, match="noise must be"):
         make_samples("moons", 10, noise=-1, rng=rng)
+
+
+def _one_group_at_a_time(rows: np.ndarray, edges: list[tuple[int, int]]) -> Standardization:
+    moments = Moments(rows.shape[1])
+    for lo, hi in edges:
+        moments.add(rows[lo:hi])
+    return moments.standardization()
+
+
+@pytest.mark.parametrize("n_x", [1, 2, 3, 10, 64, 300, 600])
+def test_groups_side_by_side_give_the_bits_of_one_group_at_a_time(
+    n_x: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moments.add_groups is Moments.add of each group, to the bit: groups of every
+    size (empty, one row, partial, full), values of every magnitude, several
+    wide buffers (a small one forced), float32 rows too."""
+    rng = np.random.default_rng(n_x)
+    sizes = [ROW_GROUP, 1, 0, 819, ROW_GROUP, 7, 500, ROW_GROUP - 1, 2, 1000, 3]
+    rows = rng.normal(size=(sum(sizes), n_x)) * 10.0 ** rng.integers(-8, 8, size=n_x)
+    rows += 1e6 * rng.integers(0, 2, size=n_x)  # some features far from 0
+    ends = np.cumsum(sizes).tolist()
+    edges = list(zip([0, *ends[:-1]], ends, strict=True))
+    for wide_bytes in (preprocessing._WIDE_BYTES, 3 * ROW_GROUP * 8 * n_x):
+        monkeypatch.setattr(preprocessing, "_WIDE_BYTES", wide_bytes)
+        for X in (rows, rows.astype(np.float32)):
+            expected = _one_group_at_a_time(X, edges)
+            moments = Moments(n_x)
+            moments.add_groups(X, edges)
+            got = moments.standardization()
+            assert got.mean.tobytes() == expected.mean.tobytes()
+            assert got.scale.tobytes() == expected.scale.tobytes()
+    with pytest.raises(ValueError, match="at most"):
+        Moments(n_x).add_groups(rows, [(0, ROW_GROUP + 1)])
+
+
+def test_the_split_is_the_sorted_held_out_draws_and_the_rest() -> None:
+    """stratified_split as its first formulation gave it: each class's draw,
+    the held-out samples sorted, the training ones every other index."""
+    rng = np.random.default_rng(3)
+    Y = (rng.random((1, 5001)) < 0.3).astype(np.float64)
+    for fraction in (0.1, 0.2, 0.5):
+        train, val = stratified_split(Y, fraction, np.random.default_rng(11))
+        draws, held = np.random.default_rng(11), []
+        for c in (0, 1):
+            idx = np.flatnonzero(Y.ravel() == c)
+            n_val = min(max(1, round(fraction * idx.size)), idx.size - 1)
+            held.append(draws.permutation(idx)[:n_val])
+        expected = np.sort(np.concatenate(held))
+        np.testing.assert_array_equal(val, expected)
+        np.testing.assert_array_equal(train, np.setdiff1d(np.arange(Y.shape[1]), expected))
+        assert train.dtype == val.dtype == np.intp

@@ -6,6 +6,8 @@ is not the user's own is not used."""
 from __future__ import annotations
 
 import errno
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,10 @@ import pytest
 from sqlalchemy import event
 
 from app.core.settings import Settings
-from app.db.arrays import stored_dataset
+from app.db.arrays import load_dataset_arrays, stored_dataset
 from app.db.session import Database
 from app.services import datasets
+from app.worker import dataset_cache
 from app.worker.dataset_cache import CachedRows, rows_of
 from app.worker.job import execute_run
 from tests.service.test_job import new_run, stored_theta, uninterrupted
@@ -150,3 +153,87 @@ def test_a_full_disk_leaves_no_copy_and_the_run_trains(
     assert execute_run(db=db, settings=cached, run_id=run_id, owner="w") == "succeeded"
     assert list((tmp_path / "cache").iterdir()) == []
     np.testing.assert_array_equal(stored_theta(db, run_id), uninterrupted(db, run_id, dataset_id))
+
+
+class Checks:
+    """The copy's digest checks (CachedRows._digest_is_the_datasets) of a pass."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = CachedRows._digest_is_the_datasets
+
+        def counted(rows: CachedRows, digest: Any) -> bool:
+            self.count += 1
+            return real(rows, digest)
+
+        monkeypatch.setattr(CachedRows, "_digest_is_the_datasets", counted)
+
+
+def cached_pass(db: Database, dataset_id: str, directory: Path) -> CachedRows:
+    rows = CachedRows(stored_dataset(db=db, dataset_id=dataset_id), directory, 2**30)
+    list(rows.blocks())
+    return rows
+
+
+def test_a_copy_is_checked_once_per_process_and_version_and_a_change_is_still_caught(
+    settings: Settings, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy this process wrote is not checked again, nor one it checked; a
+    copy changed in place since (its mtime even put back), or replaced, is
+    checked before use, and a bad one is dropped and read from the database."""
+    monkeypatch.setattr(dataset_cache, "_checked", {})
+    _, dataset_id = new_run(db, settings, epochs=1)
+    checks = Checks(monkeypatch)
+    assert cached_pass(db, dataset_id, tmp_path).read_from_database == 1  # written
+    (copy,) = tmp_path.glob("*.npy")
+    checks.count = 0
+    for _ in range(3):
+        assert cached_pass(db, dataset_id, tmp_path).read_from_database == 0
+    assert checks.count == 0  # as written, trusted
+
+    dataset_cache._checked.clear()  # a new process: checked once, then trusted
+    for _ in range(3):
+        assert cached_pass(db, dataset_id, tmp_path).read_from_database == 0
+    assert checks.count == 1
+
+    before = copy.stat()
+    with copy.open("r+b") as file:  # one bit of the last value, in place
+        file.seek(-3, 2)
+        flipped = file.read(1)[0] ^ 0x40
+        file.seek(-3, 2)
+        file.write(bytes([flipped]))
+    os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))  # as if untouched
+    assert copy.stat().st_size == before.st_size
+    checks.count = 0
+    rows = cached_pass(db, dataset_id, tmp_path)
+    assert rows.read_from_database == 1  # noticed: dropped, read and written again
+    assert checks.count == 2  # the bad copy's check, the new copy's
+    good = copy.read_bytes()
+    np.testing.assert_array_equal(
+        np.load(copy), load_dataset_arrays(db=db, dataset_id=dataset_id).X
+    )
+
+    bad = bytearray(good)
+    bad[-11] ^= 0x01
+    replacement = tmp_path / "replacement"
+    replacement.write_bytes(bytes(bad))
+    os.replace(replacement, copy)  # another file under the name
+    assert cached_pass(db, dataset_id, tmp_path).read_from_database == 1
+    assert copy.read_bytes() == good
+
+
+def test_a_used_copy_is_touched_once_it_is_older_than_a_minute(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """The eviction's order: a copy's mtime is its last use, to the minute."""
+    _, dataset_id = new_run(db, settings, epochs=1)
+    cached_pass(db, dataset_id, tmp_path)
+    (copy,) = tmp_path.glob("*.npy")
+    recent = time.time() - 10
+    os.utime(copy, (recent, recent))
+    cached_pass(db, dataset_id, tmp_path)
+    assert copy.stat().st_mtime == pytest.approx(recent, abs=1)  # used within the minute: left
+    old = time.time() - 3600
+    os.utime(copy, (old, old))
+    cached_pass(db, dataset_id, tmp_path)
+    assert copy.stat().st_mtime > time.time() - 60
