@@ -56,7 +56,9 @@ def roc_auc(Y: Labels, scores: Array) -> float | None:
     n0 = y.size - n1
     if n1 == 0 or n0 == 0:
         return None
-    order = np.argsort(s, kind="mergesort")
+    # any order of tied scores gives them the same average rank: the faster,
+    # unstable sort gives the same ranks as a stable one
+    order = np.argsort(s)
     sorted_s = s[order]
     # average rank (1-based) of each run of equal scores
     boundaries = np.flatnonzero(np.diff(sorted_s)) + 1

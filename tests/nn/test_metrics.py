@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.nn import classification_metrics, roc_auc
 
@@ -53,3 +55,25 @@ def test_degenerate_cases_follow_scikit_learn() -> None:
     assert only_negatives.recall == 0.0
     assert only_negatives.f1 == 0.0
     assert only_negatives.accuracy == 1.0
+
+
+@given(
+    scores=st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=2, max_size=300),
+    data=st.data(),
+)
+def test_roc_auc_is_the_same_bits_whatever_order_ties_are_sorted_in(
+    scores: list[float], data: st.DataObject
+) -> None:
+    """The sort need not be stable: every order of tied scores gives each its
+    run's average rank, so the AUC (bits included) is the pairwise count's."""
+    labels = data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores)))
+    y, s = np.array(labels), np.array(scores)
+    if y.all() or not y.any():
+        assert roc_auc(y.reshape(1, -1), s.reshape(1, -1)) is None
+        return
+    pos, neg = s[y], s[~y]
+    wins = 2 * int((pos[:, None] > neg[None, :]).sum()) + int((pos[:, None] == neg[None, :]).sum())
+    auc = roc_auc(y.reshape(1, -1), s.reshape(1, -1))
+    assert auc == pytest.approx(wins / (2 * pos.size * neg.size), rel=1e-12)
+    order = np.random.default_rng(len(scores)).permutation(len(scores))  # ties met in another order
+    assert roc_auc(y[order].reshape(1, -1), s[order].reshape(1, -1)) == auc  # ranks: exact halves
