@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     local_workers: int = Field(1, ge=1, le=64)
     # threads per training (app/worker/threads.py): 1 or 2, the engine's lanes
-    # (app.nn.lanes.LANES), or 0: two where the worker may use two cores
+    # (app.nn.lanes.LANES), or 0: two where each worker process may use two cores
     training_threads: int = Field(0, ge=0, le=2)
 
     # "off" is for the embedded default bound to loopback only (twolayer serve

@@ -9,8 +9,9 @@ them from depending on how many cores a worker's machine has (OpenBLAS's
 float32 products round differently on one thread and on several).
 
 TWOLAYER_TRAINING_THREADS: 1 or 2 threads per training, or 0 (the default):
-two where the process may use two cores or more (its CPU affinity), one else.
-Run more than one worker process per two cores with 1.
+two where the process may use two cores or more (its CPU affinity) per
+worker process of the local executor, one else. A host running several Celery
+workers on few cores sets it to 1.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def training_threads(settings: Settings) -> int:
     """The threads a training of this process runs its lanes on."""
     if settings.training_threads:
         return settings.training_threads
-    return max(1, min(LANES, len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0))
+    if settings.executor == "local":  # its worker processes share this host's cores
+        cores //= settings.local_workers
+    return max(1, min(LANES, cores))
 
 
 @functools.cache

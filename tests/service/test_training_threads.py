@@ -44,6 +44,10 @@ def test_the_setting_is_the_engines_lanes_or_auto() -> None:
     assert training_threads(Settings(training_threads=2)) == 2
     cores = len(os.sched_getaffinity(0))
     assert training_threads(Settings()) == max(1, min(LANES, cores))
+    # the local executor's workers share the cores
+    assert training_threads(Settings(local_workers=cores)) == 1
+    celery = Settings(executor="celery", broker_url="redis://127.0.0.1:6379/15", local_workers=64)
+    assert training_threads(celery) == max(1, min(LANES, cores))
     field = Settings.model_fields["training_threads"]
     assert any(getattr(m, "le", None) == LANES for m in field.metadata)  # one rule, two places
     for bad in (-1, 3, "two"):
