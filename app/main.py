@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -65,20 +65,24 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.db = connect(settings, name="twolayer-api")
-        app.state.model_cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes)
-        app.state.key_cache = KeyCache()
-        app.state.executor = executor_factory(settings)
-        app.state.executor.start(app.state.db)
-        driver = SweepDriver(db=app.state.db, settings=settings, executor=app.state.executor)
-        driver.start()
-        try:
+        # A lifespan stops what it started, never what app.state holds by then: a
+        # second lifespan of the app (schemathesis starts its own beside a
+        # TestClient's) replaces app.state's, and the first database was never
+        # disposed (its pooled psycopg connections were collected while open).
+        # The stack ends them in reverse: driver, executor, database.
+        with ExitStack() as started:
+            db = connect(settings, name="twolayer-api")
+            started.callback(db.dispose)
+            app.state.settings, app.state.db = settings, db
+            cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes)
+            app.state.model_cache, app.state.key_cache = cache, KeyCache()
+            app.state.executor = executor = executor_factory(settings)
+            executor.start(db)
+            started.callback(executor.stop)
+            driver = SweepDriver(db=db, settings=settings, executor=executor)
+            driver.start()
+            started.callback(driver.stop)
             yield
-        finally:
-            driver.stop()
-            app.state.executor.stop()
-            app.state.db.dispose()
 
     app = FastAPI(
         title="twolayer",
