@@ -33,11 +33,12 @@ from collections.abc import Callable
 from typing import Any
 
 LANES = 2
-# A batch is split when n_h·(n_x + 1)·b·itemsize ≥ SPLIT_WORK (bytes of [W1|b1]·Xa
-# products, as it were): below it the hand-over to the helper (~15 µs) and the
-# two threads' turns at the GIL cost more than the second core saves. Measured
-# on n_h 128, n_x 100 (bench/README.md): a batch of 512 gains in float64 and
-# loses in float32, 256 loses in both, 1 024 gains in both.
+# A batch is split when n_h·(n_x + 1)·b·itemsize ≥ SPLIT_WORK, its work weighed
+# in bytes (a float32 product takes about half a float64 one's time): below it
+# the hand-over to the helper (~16 µs) and the two threads' turns at the GIL
+# cost more than the second core saves. Measured at n_h 128, n_x 100
+# (bench/README.md): a batch of 256 loses in float64, 512 gains in float64 and
+# loses in float32, 1 024 gains in both.
 SPLIT_WORK = 1 << 25
 MIN_PIECE = 128  # columns: a lane narrower than this is not worth a GEMM call
 

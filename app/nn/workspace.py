@@ -185,7 +185,8 @@ class BatchGradient:
         self._piece = [Parameters.zeros(n_x, n_h, dtype) for _ in range(LANES)]
         self._workspaces: list[dict[int, Workspace]] = [{} for _ in range(LANES)]
         self._rows = [np.empty((0, n_x + 1), dtype) for _ in range(LANES)]
-        self._plans: dict[int, tuple[Ranges, ...]] = {}  # by batch width
+        # by batch width: its lanes' pieces, whether dW2 comes from G, one piece
+        self._plans: dict[int, tuple[tuple[Ranges, ...], bool, bool]] = {}
         size = self.grads.theta.size
         self._l2_W = np.zeros(size, dtype)  # λ·W, 0 on biases
         self._l2_mask = self.grads.weight_mask() * dtype.type(l2)
@@ -205,11 +206,13 @@ class BatchGradient:
         `between_chunks` is called after each of lane 0's pieces."""
         g, act = self.grads, self.activation
         b = XTa.shape[0] if index is None else index.shape[0]
-        from_G = dW2_from_G(self.n_h, b, act)  # decided for the whole batch
-        lanes = self._plans.get(b)
-        if lanes is None:
-            lanes = self._plans[b] = plan(b, self.n_x, self.n_h, self.chunk, self.dtype.itemsize)
-        if len(lanes) == 1 and len(lanes[0]) == 1:  # one piece: most batches
+        known = self._plans.get(b)
+        if known is None:
+            lanes = plan(b, self.n_x, self.n_h, self.chunk, self.dtype.itemsize)
+            from_G = dW2_from_G(self.n_h, b, act)  # decided for the whole batch
+            known = self._plans[b] = (lanes, from_G, len(lanes) == 1 and len(lanes[0]) == 1)
+        lanes, from_G, one_piece = known
+        if one_piece:  # most batches
             Xa = (XTa if index is None else self._gather(0, XTa, index)).T
             ws = self.workspace(b)
             ws.forward(P, Xa, Z2, act)
