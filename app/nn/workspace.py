@@ -203,7 +203,9 @@ class BatchGradient:
         """Fill `grads` for the batch: the rows [x_i, 1] of XTa (n, n_x+1) picked by
         `index` (b,), or all n of them; Y (1, b); Z2 (1, b) receives the logits.
         Returns (λ/2)·(‖W1‖² + ‖W2‖²), the batch's L2 share of the cost (×b).
-        `between_chunks` is called after each of lane 0's pieces."""
+        `between_chunks` (the heartbeat) is called after each piece computed on
+        the caller's thread, when the batch has more than one; if it raises, lane
+        1 stops at its next piece and the batch is abandoned."""
         g, act = self.grads, self.activation
         b = XTa.shape[0] if index is None else index.shape[0]
         known = self._plans.get(b)
@@ -219,8 +221,13 @@ class BatchGradient:
             ws.backward_sums(P, Xa, Y, act, g, dW2_from_G=from_G)
             return self._finish(P, b, from_G)
 
+        beat = between_chunks if sum(map(len, lanes)) > 1 else None
+        abandoned = False  # lane 0 raised (a stop from the heartbeat): lane 1 ends early
+
         def lane(k: int, sums: Parameters, beat: Callable[[], None] | None) -> None:
             for i, (start, stop) in enumerate(lanes[k]):
+                if abandoned:
+                    return
                 rows = XTa[start:stop] if index is None else self._gather(k, XTa, index[start:stop])
                 Xa = rows.T  # [X; 1] of the piece, (n_x+1, w), F-ordered: no copy
                 ws = self.workspace(stop - start, k)
@@ -229,14 +236,25 @@ class BatchGradient:
                 ws.backward_sums(P, Xa, Y[:, start:stop], act, piece, dW2_from_G=from_G)
                 if i:
                     sums.theta += piece.theta
-                if beat is not None and len(lanes[k]) > 1:
+                if beat is not None:
                     beat()
 
+        def lane0(sums: Parameters) -> None:
+            nonlocal abandoned
+            try:
+                lane(0, sums, beat)
+            except BaseException:
+                abandoned = True
+                raise
+
         if len(lanes) == 1:
-            lane(0, g, between_chunks)
+            lane0(g)
         else:
             s0, s1 = self._sums
-            self.lanes.run(lambda: lane(0, s0, between_chunks), lambda: lane(1, s1, None))
+            # the heartbeat runs on the caller's thread only: after each of lane
+            # 1's pieces too when it is the caller's (one thread)
+            beat1 = beat if self.lanes.threads == 1 else None
+            self.lanes.run(lambda: lane0(s0), lambda: lane(1, s1, beat1))
             np.add(s0.theta, s1.theta, out=g.theta)
         return self._finish(P, b, from_G)
 

@@ -94,7 +94,7 @@ EXAMPLE_REPRODUCIBILITY: Any = {
     "environments": [
         {
             "attempts": [1],
-            "twolayer": "0.1.0",
+            "twolayer": "0.2.0",
             "python": "3.11.7",
             "numpy": "2.4.6",
             "numpy_simd": ["X86_V3", "X86_V4", "AVX512_ICL"],

@@ -10,8 +10,9 @@ float32 products round differently on one thread and on several).
 
 TWOLAYER_TRAINING_THREADS: 1 or 2 threads per training, or 0 (the default):
 two where the process may use two cores or more (its CPU affinity) per
-worker process of the local executor, one else. A host running several Celery
-workers on few cores sets it to 1.
+worker process of the local executor, one else. It sees the cores, not a
+Celery pool: Celery workers with `--concurrency` above half the host's cores,
+or several workers on one host, set it to 1.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gc
 import itertools
+import signal
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from app.nn import Hyperparameters, Trainer
+from app.nn import BatchGradient, Hyperparameters, Trainer, initialize
 from app.nn.lanes import LANES, MIN_PIECE, SPLIT_WORK, Lanes, plan
 from app.nn.training import Progress
 
@@ -188,3 +190,86 @@ def test_threads_must_be_one_or_two() -> None:
         Lanes(threads=3)
     with pytest.raises(ValueError, match="threads"):
         Trainer(*data(m=50, n_x=3), hyperparameters(), threads=0)
+
+
+def test_a_stop_in_lane_0_ends_lane_1_at_its_next_piece() -> None:
+    """With two threads the heartbeat runs on lane 0's thread; once it raises, lane
+    1 computes no further piece (the step is abandoned, and a stop is not held
+    up by half a step on one core)."""
+    n_x, n_h, b = 63, 64, 64 * 256  # 64 pieces of 256 columns: 32 a lane
+    rng = np.random.default_rng(0)
+    P = initialize(n_x, n_h, init="he", rng=rng)
+    XTa = np.ones((b, n_x + 1))
+    XTa[:, :n_x] = rng.standard_normal((b, n_x))
+    Y = (rng.random((1, b)) > 0.5).astype(np.float64)
+    lanes = Lanes(threads=2)
+    gradient = BatchGradient(n_x, n_h, np.dtype(np.float64), "relu", 0.0, chunk=256, lanes=lanes)
+    ranges = plan(b, n_x, n_h, 256, 8)
+    assert [len(lane) for lane in ranges] == [32, 32]
+    Z2 = np.full((1, b), np.nan)
+
+    def stop() -> None:
+        raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        gradient(P, XTa, Y, Z2, stop)
+    done = [not np.isnan(Z2[0, start]) for start, _ in ranges[1]]
+    assert not all(done)  # lane 1 did not run to its end
+    assert done == sorted(done, reverse=True)  # it stopped, and stayed stopped
+    lanes.close()
+
+
+def test_a_signal_handlers_exception_waits_for_lane_1_and_leaves_the_lanes_in_step() -> None:
+    lanes = Lanes(threads=2)
+    finished: list[float] = []
+
+    def slow_lane() -> None:
+        time.sleep(0.3)
+        finished.append(time.monotonic())
+
+    def interrupt(*_: object) -> None:
+        raise InterruptedError("a signal")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # while the caller waits for lane 1
+        with pytest.raises(InterruptedError):
+            lanes.run(lambda: None, slow_lane)
+        raised = time.monotonic()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert finished
+    assert finished[0] <= raised  # lane 1 was waited for
+    lanes.run(lambda: None, slow_lane)  # the next run waits for its own lane 1
+    assert len(finished) == 2
+    lanes.close()
+
+
+def test_a_lane_cannot_reenter_its_lanes() -> None:
+    lanes = Lanes(threads=2)
+    with pytest.raises(RuntimeError, match="its own Lanes"):
+        lanes.run(lambda: lanes.run(lambda: None, lambda: None), lambda: None)
+    with pytest.raises(RuntimeError, match="its own Lanes"):
+        lanes.run(lanes.close, lambda: None)
+    lanes.run(lambda: None, lambda: None)  # and the lanes still serve
+    lanes.close()
+
+
+def test_the_helper_keeps_no_job_so_a_dropped_lanes_is_collected() -> None:
+    """A job holds its caller's buffers and, through them, the Lanes itself."""
+
+    def step() -> weakref.ref[Lanes]:
+        lanes = Lanes(threads=2)
+        buffers = (lanes, np.zeros(1000))  # what lane 1 closes over
+        lanes.run(lambda: None, lambda: buffers[1].fill(1))
+        return weakref.ref(lanes)
+
+    alive = step()
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while (alive() is not None or lane_threads()) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert alive() is None
+    assert lane_threads() == 0
