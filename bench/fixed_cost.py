@@ -40,9 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from sqlalchemy import create_engine  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from chart import postgres_database  # noqa: E402  (bench/chart.py, beside this file)
 
 import app.nn.data as nn_data  # noqa: E402
 import app.nn.training as nn_training  # noqa: E402
@@ -254,22 +251,6 @@ def process_start(url: str) -> dict[str, float]:
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
         full.append((time.perf_counter() - t) * 1e3)
     return {"python -c pass": bare, "python + worker imports + connect": statistics.median(full)}
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"twolayer_bench_fixed_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
